@@ -1,0 +1,206 @@
+"""Patients, cases, images, analysis results and the audit trail.
+
+State changes happen in cases.services (and cases.analysis for worker results), never in save()
+or signals; every one of them writes an AuditEvent in the same transaction (cases.audit).
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from classifier.models import ModelVersion
+
+
+class Site(models.Model):
+    """A laboratory or clinic. Users see only the patients and cases of their own sites."""
+
+    name = models.CharField(max_length=200)
+    code = models.SlugField(max_length=40, unique=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="sites", blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Patient(models.Model):
+    class Sex(models.TextChoices):
+        FEMALE = "F", "Female"
+        MALE = "M", "Male"
+        OTHER = "O", "Other"
+        UNKNOWN = "U", "Unknown"
+
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="patients")
+    identifier = models.CharField(max_length=64, help_text="The lab's patient identifier.")
+    sex = models.CharField(max_length=1, choices=Sex.choices, default=Sex.UNKNOWN)
+    birth_date = models.DateField(null=True, blank=True)
+    age_years = models.PositiveSmallIntegerField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["identifier"]
+        constraints = [
+            models.UniqueConstraint(fields=["site", "identifier"], name="patient_identifier_per_site")
+        ]
+
+    def __str__(self) -> str:
+        return self.identifier
+
+
+class Case(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        ANALYSING = "analysing", "Analysing"
+        AWAITING_REVIEW = "awaiting_review", "Awaiting review"
+        SIGNED_OFF = "signed_off", "Signed off"
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="cases")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    clinical_notes = models.TextField(blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"Case {self.pk} ({self.patient})"
+
+
+def image_upload_path(instance: "Image", filename: str) -> str:
+    # The caller passes a generated name; the uploaded name never reaches the file system.
+    return f"cases/{instance.case_id}/images/{filename}"
+
+
+class Image(models.Model):
+    class Kind(models.TextChoices):
+        CELL = "cell", "Single cell"
+        FIELD = "field", "Whole field"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        PROCESSING = "processing", "Processing"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="images")
+    # A cell crop segmented from a whole-field image points at that field image.
+    parent = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="cells"
+    )
+    bbox = models.JSONField(null=True, blank=True, help_text="x, y, w, h within the parent.")
+    file = models.FileField(upload_to=image_upload_path, max_length=255)
+    original_name = models.CharField(max_length=255, blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.CELL)
+    sha256 = models.CharField(max_length=64)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
+    error = models.TextField(blank=True)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["case", "sha256"],
+                condition=Q(parent__isnull=True),
+                name="uploaded_image_once_per_case",
+            )
+        ]
+        indexes = [models.Index(fields=["case", "status"])]
+
+    def __str__(self) -> str:
+        return self.original_name or f"image {self.pk}"
+
+
+class Prediction(models.Model):
+    """The model's result for one image. Never overwritten: a review is its own record."""
+
+    class Label(models.TextChoices):
+        PARASITIZED = "parasitized", "Parasitized"
+        UNINFECTED = "uninfected", "Uninfected"
+
+    image = models.OneToOneField(Image, on_delete=models.PROTECT, related_name="prediction")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    probability = models.FloatField(help_text="Calibrated probability of Parasitized.")
+    label = models.CharField(max_length=12, choices=Label.choices)
+    threshold = models.FloatField()
+    heatmap = models.FileField(max_length=255, blank=True, help_text="Grad-CAM overlay (PNG).")
+    heatmap_raw = models.FileField(max_length=255, blank=True, help_text="Grad-CAM map (PNG).")
+    # Quality gate: an image that does not look like a stained blood cell is kept out of counts.
+    quality_ok = models.BooleanField(default=True)
+    quality_flags = models.JSONField(default=list, blank=True)
+    quality_metrics = models.JSONField(default=dict, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.label} {self.probability:.3f}"
+
+
+class AuditEventQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise PermissionError("The audit trail is append-only: events cannot be updated.")
+
+    def delete(self):
+        raise PermissionError("The audit trail is append-only: events cannot be deleted.")
+
+
+class AuditEvent(models.Model):
+    """One state change. Append-only; each event's hash covers the previous event's hash."""
+
+    seq = models.PositiveBigIntegerField(unique=True)
+    created_at = models.DateTimeField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=64)
+    object_type = models.CharField(max_length=64, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    case = models.ForeignKey(
+        Case, on_delete=models.PROTECT, null=True, blank=True, related_name="audit_events"
+    )
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["seq"]
+        indexes = [models.Index(fields=["action", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.action} {self.object_type}:{self.object_id}"
+
+    def save(self, *args, **kwargs):
+        # An invariant, not business logic: a stored event can never be rewritten via the ORM.
+        if not self._state.adding:
+            raise PermissionError("The audit trail is append-only: events cannot be updated.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("The audit trail is append-only: events cannot be deleted.")
+
+
+class AuditHead(models.Model):
+    """The chain's head (a single row), locked while an event is appended so the chain is linear."""
+
+    last_seq = models.PositiveBigIntegerField(default=0)
+    last_hash = models.CharField(max_length=64, default="0" * 64)

@@ -1,0 +1,67 @@
+"""Synthetic Giemsa-like cell images for tests, fixtures and benchmarks (no real data needed).
+
+A cell is a pale pink disc on a light background; a parasitized cell carries one or more dark
+purple chromatin dots with a faint blue ring. Crude, but learnable in seconds by the real network,
+which is what tests need. Also writes folders in the NIH layout (Parasitized/, Uninfected/) with
+NIH-style file names so that patient-grouped splits can be exercised.
+"""
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image as PILImage
+
+
+def make_cell(rng: np.random.Generator, parasitized: bool, size: int = 120) -> np.ndarray:
+    """One RGB uint8 cell crop of shape (size, size, 3)."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    cy, cx = size / 2 + rng.uniform(-4, 4, 2)
+    radius = size * rng.uniform(0.36, 0.44)
+    dist = np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2)
+    background = np.array([235, 228, 232], np.float32) + rng.normal(0, 3, 3)
+    cell_colour = np.array([222, 160, 170], np.float32) + rng.normal(0, 8, 3)
+    img = np.empty((size, size, 3), np.float32)
+    img[:] = background
+    inside = dist < radius
+    # Central pallor: the cell's centre is paler than its rim.
+    pallor = np.clip(1.0 - dist / radius, 0, 1)[..., None] * 25.0
+    img[inside] = (cell_colour + pallor)[inside]
+    if parasitized:
+        for _ in range(rng.integers(1, 4)):
+            angle, r = rng.uniform(0, 2 * np.pi), rng.uniform(0, radius * 0.6)
+            py, px = cy + r * np.sin(angle), cx + r * np.cos(angle)
+            d = np.sqrt((yy - py) ** 2 + (xx - px) ** 2)
+            ring_r = rng.uniform(4, 8) * size / 120
+            ring = (np.abs(d - ring_r) < 1.6 * size / 120) & inside
+            img[ring] = np.array([120, 110, 190], np.float32)
+            dot = (d < 2.6 * size / 120) & inside
+            img[dot] = np.array([90, 30, 120], np.float32)
+    img += rng.normal(0, 4, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    PILImage.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_nih_folder(
+    root: Path, n_per_class: int, n_patients: int = 6, size: int = 120, seed: int = 0
+) -> Path:
+    """Write an NIH-layout folder: root/Parasitized/*.png and root/Uninfected/*.png.
+
+    File names follow NIH's pattern (C<patient>P<n>ThinF_IMG_<date>_<time>_cell_<k>.png) so the
+    patient of each file can be recovered from its name.
+    """
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    for label, parasitized in (("Parasitized", True), ("Uninfected", False)):
+        folder = root / label
+        folder.mkdir(parents=True, exist_ok=True)
+        for k in range(n_per_class):
+            patient = 100 + k % n_patients
+            name = f"C{patient}P{patient - 40}ThinF_IMG_20150918_1441{k % 60:02d}_cell_{k}.png"
+            PILImage.fromarray(make_cell(rng, parasitized, size)).save(folder / name)
+    return root

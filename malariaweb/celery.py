@@ -1,0 +1,30 @@
+"""The Celery application. Workers start with `celery -A malariaweb worker`."""
+
+import os
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "malariaweb.settings")
+
+app = Celery("malariaweb")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@app.on_after_configure.connect
+def _make_broker_folders(sender: Celery, **kwargs) -> None:
+    # kombu's filesystem transport expects its folders to exist.
+    options = sender.conf.broker_transport_options or {}
+    for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+        if options.get(key):
+            os.makedirs(options[key], exist_ok=True)
+
+
+@worker_process_init.connect
+def _close_inherited_connections(**kwargs) -> None:
+    # A forked pool process must not reuse the parent's database connection.
+    from django.db import connections
+
+    for conn in connections.all():
+        conn.close_if_unusable_or_obsolete()
