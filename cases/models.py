@@ -45,7 +45,9 @@ class Patient(models.Model):
     class Meta:
         ordering = ["identifier"]
         constraints = [
-            models.UniqueConstraint(fields=["site", "identifier"], name="patient_identifier_per_site")
+            models.UniqueConstraint(
+                fields=["site", "identifier"], name="patient_identifier_per_site"
+            )
         ]
 
     def __str__(self) -> str:
@@ -204,3 +206,6 @@ class AuditHead(models.Model):
 
     last_seq = models.PositiveBigIntegerField(default=0)
     last_hash = models.CharField(max_length=64, default="0" * 64)
+
+    def __str__(self) -> str:
+        return f"audit head #{self.last_seq}"

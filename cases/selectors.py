@@ -1,0 +1,67 @@
+"""Reads. Every query that returns patients, cases or images is scoped to the user's sites."""
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Count, Q, QuerySet
+from django.shortcuts import get_object_or_404
+
+from cases.models import AuditEvent, Case, Image, Patient, Site
+
+
+def user_sites(user: AbstractBaseUser) -> QuerySet[Site]:
+    if not user.is_authenticated:
+        return Site.objects.none()
+    if user.is_superuser:
+        return Site.objects.all()
+    return Site.objects.filter(members=user)
+
+
+def user_has_role(user: AbstractBaseUser, role: str) -> bool:
+    if not user.is_authenticated:
+        return False
+    return user.is_superuser or user.groups.filter(name=role).exists()
+
+
+def patients_visible(user: AbstractBaseUser) -> QuerySet[Patient]:
+    return Patient.objects.filter(site__in=user_sites(user)).select_related("site")
+
+
+def cases_visible(user: AbstractBaseUser) -> QuerySet[Case]:
+    return Case.objects.filter(patient__site__in=user_sites(user)).select_related(
+        "patient", "patient__site", "created_by"
+    )
+
+
+def case_get(user: AbstractBaseUser, case_id: int) -> Case:
+    """The case if the user may see it; 404 otherwise (never 403: no hint that it exists)."""
+    return get_object_or_404(cases_visible(user), pk=case_id)
+
+
+def patient_get(user: AbstractBaseUser, patient_id: int) -> Patient:
+    return get_object_or_404(patients_visible(user), pk=patient_id)
+
+
+def image_get(user: AbstractBaseUser, image_id: int) -> Image:
+    return get_object_or_404(
+        Image.objects.filter(case__patient__site__in=user_sites(user)).select_related("case"),
+        pk=image_id,
+    )
+
+
+def case_list(user: AbstractBaseUser, *, search: str = "", status: str = "") -> QuerySet[Case]:
+    cases = cases_visible(user).annotate(
+        image_count=Count("images", filter=Q(images__parent__isnull=True), distinct=True)
+    )
+    if search:
+        cases = cases.filter(patient__identifier__icontains=search.strip())
+    if status:
+        cases = cases.filter(status=status)
+    return cases.order_by("-created_at", "-id")
+
+
+def case_images(case: Case) -> QuerySet[Image]:
+    """Images of a case that carry results: uploaded cells and cells cut from field images."""
+    return case.images.select_related("prediction", "prediction__model_version").order_by("id")
+
+
+def case_history(case: Case) -> QuerySet[AuditEvent]:
+    return AuditEvent.objects.filter(case=case).order_by("-seq")

@@ -1,0 +1,75 @@
+"""Fixtures shared by the whole suite: two sites, named users in each role, a patient and a case."""
+
+import pytest
+from django.contrib.auth.models import Group, User
+
+from cases import services
+from cases.models import Site
+
+
+@pytest.fixture(autouse=True)
+def _private_media(settings, tmp_path):
+    # Every test writes uploads and heatmaps into its own temporary folder.
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "media")},
+        },
+    }
+    settings.SECURE_SSL_REDIRECT = False
+    settings.STORAGES["staticfiles"] = {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+    }
+
+
+def make_user(username: str, role: str | None, sites: list[Site]) -> User:
+    user = User.objects.create_user(username=username, password="pass-for-tests-123")
+    if role:
+        user.groups.add(Group.objects.get_or_create(name=role)[0])
+    for site in sites:
+        site.members.add(user)
+    return user
+
+
+@pytest.fixture
+def site(db) -> Site:
+    return Site.objects.create(name="Chittagong Lab", code="ctg")
+
+
+@pytest.fixture
+def other_site(db) -> Site:
+    return Site.objects.create(name="Other Clinic", code="other")
+
+
+@pytest.fixture
+def clinician(site) -> User:
+    return make_user("clin", "clinician", [site])
+
+
+@pytest.fixture
+def reviewer(site) -> User:
+    return make_user("rev", "reviewer", [site])
+
+
+@pytest.fixture
+def lab_admin(site) -> User:
+    return make_user("labadmin", "admin", [site])
+
+
+@pytest.fixture
+def outsider(other_site) -> User:
+    return make_user("outsider", "clinician", [other_site])
+
+
+@pytest.fixture
+def patient(site, clinician):
+    return services.patient_create(
+        site=site, identifier="P-001", by=clinician, sex="F", age_years=34
+    )
+
+
+@pytest.fixture
+def case(patient, clinician):
+    return services.case_create(patient=patient, by=clinician, clinical_notes="Fever 3 days")
