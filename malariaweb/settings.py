@@ -5,6 +5,7 @@ local files under var/. Production sets DATABASE_URL (PostgreSQL), CELERY_BROKER
 SECRET_KEY, ALLOWED_HOSTS and optionally S3 storage. See README.md, "Configuration".
 """
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -84,7 +85,7 @@ _SQLITE_OPTIONS = {
     "transaction_mode": "IMMEDIATE",
     "timeout": 30,
 }
-_database_url = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
+_database_url = env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
 try:
     _database = dj_database_url.parse(_database_url, conn_max_age=env_int("DB_CONN_MAX_AGE", 0))
 except Exception as exc:  # dj-database-url raises several types for a malformed URL
@@ -93,8 +94,10 @@ if not _database.get("ENGINE"):
     raise ImproperlyConfigured(f"DATABASE_URL={_database_url!r} names an unknown database.")
 if _database["ENGINE"] == "django.db.backends.sqlite3":
     _database.setdefault("OPTIONS", {}).update(_SQLITE_OPTIONS)
-    # A file, not memory: integration tests start worker processes that must share it.
-    _database["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+    # A file, not memory: integration tests start worker processes that must share it. One file
+    # per test process, so that two test runs on one machine do not overwrite each other's.
+    _database["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
 DATABASES = {"default": _database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -171,7 +174,7 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 
 # --- Celery ---------------------------------------------------------------------------------
 BROKER_DIR = VAR_DIR / "broker"
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://"
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 600, minimum=5)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 540, minimum=1)
 # A message held by a killed worker comes back after the visibility timeout (Redis): it must

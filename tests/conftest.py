@@ -73,3 +73,43 @@ def patient(site, clinician):
 @pytest.fixture
 def case(patient, clinician):
     return services.case_create(patient=patient, by=clinician, clinical_notes="Fever 3 days")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory):
+    """A real .keras file of the production architecture, trained for seconds on synthetic cells."""
+    from classifier.testing import train_tiny_model
+
+    return train_tiny_model(tmp_path_factory.mktemp("models") / "tiny.keras")
+
+
+def register_model(path, name: str = "tiny-v1", active: bool = True, threshold: float = 0.5):
+    """Store a model file in the default storage and register it (optionally active)."""
+    import hashlib
+
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from classifier.models import ModelVersion
+
+    data = open(path, "rb").read()
+    stored = default_storage.save(f"models/{name}.keras", ContentFile(data))
+    if active:
+        ModelVersion.objects.filter(is_active=True).update(is_active=False)
+    return ModelVersion.objects.create(
+        name=name,
+        file=stored,
+        sha256=hashlib.sha256(data).hexdigest(),
+        is_active=active,
+        threshold=threshold,
+    )
+
+
+@pytest.fixture
+def active_model(db, tiny_model_path):
+    from classifier.runtime import forget_loaded_model
+
+    forget_loaded_model()
+    version = register_model(tiny_model_path)
+    yield version
+    forget_loaded_model()

@@ -1,0 +1,294 @@
+"""The worker-side analysis service: images in the database -> predictions and heatmaps.
+
+Called by the thin Celery task in cases.tasks with image ids. Idempotent: it computes only what is
+missing (images not yet done or failed, fields not yet segmented) and a Prediction is created only
+while holding the image's row lock, so a redelivered or concurrent task never duplicates a result.
+Heavy work (decoding, the forward pass, PNG encoding, storage writes) happens outside transactions.
+"""
+
+import hashlib
+import io
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+from PIL import Image as PILImage
+
+from cases.audit import audit_record
+from cases.models import Case, Image, Prediction
+from cases.services import case_status_refresh
+
+logger = logging.getLogger(__name__)
+PENDING = (Image.Status.QUEUED, Image.Status.PROCESSING)
+
+
+class TransientAnalysisError(RuntimeError):
+    """Storage or database trouble that a retry may fix."""
+
+
+@dataclass
+class AnalysisReport:
+    done: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+    skipped: list[int] = field(default_factory=list)
+    segmented: dict[int, int] = field(default_factory=dict)
+
+
+def _read_rgb(image: Image) -> np.ndarray:
+    from classifier.preprocess import decode_image
+
+    try:
+        with default_storage.open(image.file.name, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError as exc:
+        raise ValueError(f"the stored file is missing ({image.file.name})") from exc
+    except OSError as exc:
+        raise TransientAnalysisError(f"cannot read {image.file.name}: {exc}") from exc
+    return decode_image(data)
+
+
+@transaction.atomic
+def images_mark_failed(*, image_ids: list[int], reason: str) -> list[int]:
+    """Mark images that are still pending as failed, with a readable reason (and audit it)."""
+    images = list(
+        Image.objects.select_for_update()
+        .filter(pk__in=image_ids, status__in=PENDING)
+        .order_by("pk")
+    )
+    if not images:
+        return []
+    now = timezone.now()
+    for image in images:
+        image.status, image.error, image.processed_at = Image.Status.FAILED, reason, now
+        image.save(update_fields=["status", "error", "processed_at"])
+    for case in Case.objects.filter(pk__in={img.case_id for img in images}):
+        audit_record(
+            actor=None,
+            action="analysis.failed",
+            obj=case,
+            case=case,
+            after={
+                "images": [img.pk for img in images if img.case_id == case.pk],
+                "reason": reason,
+            },
+        )
+        case_status_refresh(case=case)
+    return [img.pk for img in images]
+
+
+def _claim(image_ids: list[int]) -> list[Image]:
+    """Pending images of this batch, marked PROCESSING. Done or failed ones are left alone."""
+    Image.objects.filter(pk__in=image_ids, status=Image.Status.QUEUED).update(
+        status=Image.Status.PROCESSING
+    )
+    return list(
+        Image.objects.filter(pk__in=image_ids, status=Image.Status.PROCESSING)
+        .select_related("case")
+        .order_by("pk")
+    )
+
+
+def _segment_field(image: Image, report: AnalysisReport) -> list[int]:
+    """Cut a whole-field image into cell crops (child images); returns the children's ids."""
+    from classifier.segment import crop, segment_cells
+
+    existing = list(image.cells.values_list("pk", flat=True))
+    if existing:  # segmented by an earlier, interrupted run: do not cut it twice
+        return existing
+    rgb = _read_rgb(image)
+    boxes = segment_cells(rgb)
+    pending: list[tuple[dict, str, bytes, int, int]] = []
+    for box in boxes:
+        cell = crop(rgb, box)
+        buffer = io.BytesIO()
+        PILImage.fromarray(cell).save(buffer, format="PNG", compress_level=1)
+        data = buffer.getvalue()
+        path = default_storage.save(
+            f"cases/{image.case_id}/cells/{image.pk}-{uuid.uuid4().hex}.png", ContentFile(data)
+        )
+        bbox = {"x": int(box.x), "y": int(box.y), "w": int(box.w), "h": int(box.h)}
+        pending.append((bbox, path, data, cell.shape[1], cell.shape[0]))
+    with transaction.atomic():
+        locked = Image.objects.select_for_update().get(pk=image.pk)
+        if locked.cells.exists():
+            for _, path, *_ in pending:
+                default_storage.delete(path)
+            return list(locked.cells.values_list("pk", flat=True))
+        children = Image.objects.bulk_create(
+            [
+                Image(
+                    case_id=image.case_id,
+                    parent=image,
+                    bbox=bbox,
+                    file=path,
+                    original_name=f"{image.original_name} cell {n + 1}",
+                    kind=Image.Kind.CELL,
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    width=width,
+                    height=height,
+                    uploaded_by_id=image.uploaded_by_id,
+                    status=Image.Status.PROCESSING,
+                )
+                for n, (bbox, path, data, width, height) in enumerate(pending)
+            ]
+        )
+        locked.status, locked.processed_at = Image.Status.DONE, timezone.now()
+        locked.error = "" if children else "no cells were found in this field image"
+        locked.save(update_fields=["status", "processed_at", "error"])
+        audit_record(
+            actor=None,
+            action="field.segmented",
+            obj=locked,
+            case=locked.case,
+            after={"cells": len(children)},
+        )
+    report.segmented[image.pk] = len(children)
+    return [child.pk for child in children]
+
+
+def _save_results(cells: list[Image], results, version, timings: dict, report: AnalysisReport):
+    from classifier.overlay import heatmap_png, overlay_png
+
+    started = time.perf_counter()
+    files: dict[int, tuple[str, str]] = {}
+    for image, (rgb, result) in zip(cells, results, strict=True):
+        stem = f"cases/{image.case_id}/heatmaps/{image.pk}-{uuid.uuid4().hex[:8]}"
+        files[image.pk] = (
+            default_storage.save(
+                f"{stem}-overlay.png", ContentFile(overlay_png(rgb, result.heatmap))
+            ),
+            default_storage.save(f"{stem}-raw.png", ContentFile(heatmap_png(result.heatmap))),
+        )
+    timings = {
+        **timings,
+        "overlay_ms": round((time.perf_counter() - started) * 1000 / max(len(cells), 1), 2),
+    }
+    orphans: list[str] = []
+    with transaction.atomic():
+        locked = {
+            img.pk: img
+            for img in Image.objects.select_for_update().filter(pk__in=[c.pk for c in cells])
+        }
+        already = set(
+            Prediction.objects.filter(image_id__in=locked).values_list("image_id", flat=True)
+        )
+        now = timezone.now()
+        per_case: dict[int, list[dict]] = {}
+        new_predictions = []
+        for image, (_, result) in zip(cells, results, strict=True):
+            row = locked.get(image.pk)
+            if row is None or image.pk in already or row.status not in PENDING:
+                orphans.extend(files[image.pk])
+                report.skipped.append(image.pk)
+                continue
+            overlay_path, raw_path = files[image.pk]
+            new_predictions.append(
+                Prediction(
+                    image=row,
+                    model_version=version,
+                    probability=result.probability,
+                    label=result.model_label,
+                    threshold=version.threshold,
+                    heatmap=overlay_path,
+                    heatmap_raw=raw_path,
+                    quality_ok=result.quality.ok,
+                    quality_flags=list(result.quality.flags),
+                    quality_metrics=_plain(result.quality.metrics),
+                    timings=timings,
+                )
+            )
+            row.status, row.error, row.processed_at = Image.Status.DONE, "", now
+            row.save(update_fields=["status", "error", "processed_at"])
+            report.done.append(row.pk)
+            per_case.setdefault(row.case_id, []).append(
+                {
+                    "image": row.pk,
+                    "p": round(result.probability, 4),
+                    "label": result.model_label,
+                    "quality_ok": result.quality.ok,
+                }
+            )
+        Prediction.objects.bulk_create(new_predictions)
+        for case in Case.objects.filter(pk__in=per_case):
+            audit_record(
+                actor=None,
+                action="analysis.finished",
+                obj=case,
+                case=case,
+                after={"model_version": version.name, "results": per_case[case.pk]},
+            )
+            case_status_refresh(case=case)
+    for path in orphans:
+        default_storage.delete(path)
+
+
+def _plain(value):
+    """numpy scalars -> Python numbers, for JSON fields."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _analyse_cells(cells: list[Image], report: AnalysisReport) -> None:
+    from classifier.preprocess import ImageDecodeError
+    from classifier.runtime import active_engine
+
+    version, engine = active_engine()
+    started = time.perf_counter()
+    decoded: list[tuple[Image, np.ndarray]] = []
+    for image in cells:
+        try:
+            decoded.append((image, _read_rgb(image)))
+        except (ImageDecodeError, ValueError) as exc:
+            report.failed[image.pk] = f"cannot analyse this image: {exc}"
+    decode_ms = (time.perf_counter() - started) * 1000 / max(len(cells), 1)
+    if report.failed:
+        images_mark_failed(
+            image_ids=list(report.failed), reason="; ".join(set(report.failed.values()))
+        )
+    if not decoded:
+        return
+    started = time.perf_counter()
+    results = engine.analyse([rgb for _, rgb in decoded])
+    infer_ms = (time.perf_counter() - started) * 1000 / len(decoded)
+    timings = {
+        "decode_ms": round(decode_ms, 2),
+        "inference_ms": round(infer_ms, 2),
+        "batch": len(decoded),
+    }
+    _save_results(
+        [img for img, _ in decoded],
+        [(rgb, res) for (_, rgb), res in zip(decoded, results, strict=True)],
+        version,
+        timings,
+        report,
+    )
+
+
+def analyse_images(*, image_ids: list[int], batch_size: int = 64) -> AnalysisReport:
+    """Analyse the given images: segment field images, classify cells, store heatmaps."""
+    report = AnalysisReport()
+    claimed = _claim(image_ids)
+    report.skipped.extend(sorted(set(image_ids) - {img.pk for img in claimed}))
+    cells = [img for img in claimed if img.kind == Image.Kind.CELL]
+    for field_image in (img for img in claimed if img.kind == Image.Kind.FIELD):
+        try:
+            child_ids = _segment_field(field_image, report)
+        except ValueError as exc:
+            images_mark_failed(image_ids=[field_image.pk], reason=f"cannot segment: {exc}")
+            report.failed[field_image.pk] = str(exc)
+            continue
+        cells.extend(_claim(child_ids))
+    for start in range(0, len(cells), batch_size):
+        _analyse_cells(cells[start : start + batch_size], report)
+    return report

@@ -1,0 +1,83 @@
+"""The worker's model: loaded lazily once per process, reloaded when the active version changes.
+
+Django-aware (reads the registry) but independent of cases/ and training/. TensorFlow is imported
+only when a model is actually loaded, so importing this module is safe anywhere.
+"""
+
+import logging
+import os
+import tempfile
+import threading
+
+from django.core.files.storage import default_storage
+
+from classifier.models import ModelVersion
+
+logger = logging.getLogger(__name__)
+_lock = threading.Lock()
+_loaded: dict = {"key": None, "engine": None}
+
+
+class NoActiveModelError(RuntimeError):
+    """No ModelVersion is active: analysis cannot run until an admin activates one."""
+
+
+def _version_key(version: ModelVersion) -> tuple:
+    return (version.pk, version.sha256, version.threshold, version.temperature)
+
+
+def _load_engine(version: ModelVersion):
+    from classifier.engine import Engine
+
+    options = {
+        "expected_sha256": version.sha256,
+        "threshold": version.threshold,
+        "temperature": version.temperature,
+        "quality_reference": version.quality_reference or None,
+    }
+    try:
+        local_path = default_storage.path(version.file.name)
+    except NotImplementedError:
+        local_path = None
+    if local_path is not None:
+        return Engine.load(local_path, **options)
+    # Remote storage (S3): copy to a private temporary file; Engine.load checks the hash of
+    # exactly the bytes it loads.
+    with tempfile.NamedTemporaryFile(suffix=".keras", delete=False) as handle:
+        with default_storage.open(version.file.name, "rb") as remote:
+            for chunk in iter(lambda: remote.read(1 << 20), b""):
+                handle.write(chunk)
+        temp_path = handle.name
+    try:
+        return Engine.load(temp_path, **options)
+    finally:
+        os.unlink(temp_path)
+
+
+def active_engine() -> tuple[ModelVersion, object]:
+    """The active ModelVersion and its Engine; reloads when another version has been activated.
+
+    Raises NoActiveModelError, or classifier.engine.ModelIntegrityError when the stored file's
+    SHA-256 differs from the registry row (the model is then refused, never used).
+    """
+    version = ModelVersion.objects.filter(is_active=True).first()
+    if version is None:
+        raise NoActiveModelError(
+            "No model version is active. Activate one with `python manage.py activate_model NAME`."
+        )
+    key = _version_key(version)
+    with _lock:
+        if _loaded["key"] != key:
+            logger.info("Loading model version %s (sha256 %s)", version.name, version.sha256[:12])
+            _loaded["engine"] = None
+            _loaded["key"] = None
+            _loaded["engine"] = _load_engine(version)
+            _loaded["key"] = key
+        return version, _loaded["engine"]
+
+
+def forget_loaded_model() -> None:
+    """Drop the cached engine (tests; or to force a re-check of the file's hash)."""
+    with _lock:
+        _loaded["key"] = None
+        _loaded["engine"] = None
