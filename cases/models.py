@@ -61,6 +61,10 @@ class Case(models.Model):
         AWAITING_REVIEW = "awaiting_review", "Awaiting review"
         SIGNED_OFF = "signed_off", "Signed off"
 
+    class Diagnosis(models.TextChoices):
+        NEGATIVE = "negative", "Negative"
+        POSITIVE = "positive", "Positive"
+
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="cases")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
@@ -69,6 +73,35 @@ class Case(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    # The review workflow (cases.reviews): who works the case, its signed result, and its history.
+    assigned_reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    signed_off_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    signed_off_at = models.DateTimeField(null=True, blank=True)
+    final_diagnosis = models.CharField(max_length=10, choices=Diagnosis.choices, blank=True)
+    final_positive_cells = models.PositiveIntegerField(null=True, blank=True)
+    final_reviewed_cells = models.PositiveIntegerField(null=True, blank=True)
+    final_parasitemia = models.FloatField(
+        null=True, blank=True, help_text="Reviewer-positive cells / reviewed cells x 100 (%)."
+    )
+    final_parasitemia_low = models.FloatField(null=True, blank=True, help_text="95% Wilson, %.")
+    final_parasitemia_high = models.FloatField(null=True, blank=True, help_text="95% Wilson, %.")
+    sign_off_note = models.TextField(blank=True)
+    reopened_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    reopened_at = models.DateTimeField(null=True, blank=True)
+    reopen_reason = models.TextField(blank=True)
+    sent_back_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    sent_back_at = models.DateTimeField(null=True, blank=True)
+    send_back_reason = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -152,6 +185,105 @@ class Prediction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.label} {self.probability:.3f}"
+
+
+class Review(models.Model):
+    """A reviewer's decision on one image, beside (never instead of) the model's Prediction.
+
+    Append-only: a changed decision is a new row; the latest review of an image is the current one.
+    `label` is the final label, the reviewer's.
+    """
+
+    class Decision(models.TextChoices):
+        CONFIRM = "confirm", "Confirm"
+        OVERRIDE = "override", "Override"
+
+    class Reason(models.TextChoices):
+        ARTEFACT = "artefact", "Artefact"
+        STAIN_DEBRIS = "stain_debris", "Stain debris"
+        PLATELET_OVERLAP = "platelet_overlap", "Platelet overlap"
+        POOR_FOCUS = "poor_focus", "Poor focus"
+        OTHER = "other", "Other"
+
+    image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="reviews")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    label = models.CharField(max_length=12, choices=Prediction.Label.choices)
+    reason_code = models.CharField(max_length=20, choices=Reason.choices, blank=True)
+    reason_text = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["image", "-created_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(decision="confirm") | ~Q(reason_code=""),
+                name="override_has_reason",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.decision} {self.label} (image {self.image_id})"
+
+
+class Notification(models.Model):
+    """An in-product message: a case was signed off, sent back or reopened."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
+    )
+    case = models.ForeignKey(
+        Case, on_delete=models.CASCADE, null=True, blank=True, related_name="notifications"
+    )
+    message = models.CharField(max_length=300)
+    created_at = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["user", "read_at"])]
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def report_upload_path(instance: "ReportExport", filename: str) -> str:
+    return f"reports/{instance.case_id}/{filename}"
+
+
+class ReportExport(models.Model):
+    """A report of a large case, rendered by a worker (cases.report_tasks) and kept for download."""
+
+    class Kind(models.TextChoices):
+        PDF = "pdf", "PDF report"
+        CSV = "csv", "CSV (one row per image)"
+        FHIR = "fhir", "FHIR R4 JSON"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        DONE = "done", "Ready"
+        FAILED = "failed", "Failed"
+
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="report_exports")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    file = models.FileField(upload_to=report_upload_path, max_length=255, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of case {self.case_id} ({self.status})"
 
 
 class AuditEventQuerySet(models.QuerySet):
