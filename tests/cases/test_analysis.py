@@ -1,0 +1,152 @@
+"""The worker-side analysis service, called directly (the broker path is in tests/integration)."""
+
+import io
+
+import numpy as np
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from PIL import Image as PILImage
+
+from cases import services
+from cases.analysis import analyse_images
+from cases.models import AuditEvent, Case, Image, Prediction
+from cases.tasks import analyse_images as analyse_task
+from classifier.synthetic import make_cell, png_bytes
+from tests.conftest import register_model
+
+
+def upload_cells(case, by, n: int, seed: int = 0) -> list[Image]:
+    rng = np.random.default_rng(seed)
+    files = [(f"cell{i}.png", png_bytes(make_cell(rng, i % 2 == 0, 100))) for i in range(n)]
+    return services.images_add(case=case, files=files, by=by).stored
+
+
+def test_a_batch_is_analysed_with_heatmaps_and_the_model_version(case, clinician, active_model):
+    images = upload_cells(case, clinician, 6)
+    report = analyse_images(image_ids=[img.pk for img in images])
+    assert sorted(report.done) == sorted(img.pk for img in images)
+    for image in Image.objects.filter(case=case):
+        assert image.status == Image.Status.DONE and image.processed_at
+        prediction = image.prediction
+        assert prediction.model_version == active_model
+        assert 0.0 <= prediction.probability <= 1.0
+        expected = "parasitized" if prediction.probability >= 0.5 else "uninfected"
+        assert prediction.label == expected
+        overlay = PILImage.open(default_storage.open(prediction.heatmap.name))
+        assert overlay.size == (image.width, image.height)
+        assert default_storage.exists(prediction.heatmap_raw.name)
+        assert prediction.timings["inference_ms"] > 0
+    case.refresh_from_db()
+    assert case.status == Case.Status.AWAITING_REVIEW
+    event = AuditEvent.objects.get(action="analysis.finished")
+    assert len(event.after["results"]) == 6 and event.after["model_version"] == "tiny-v1"
+
+
+def test_running_a_batch_twice_computes_nothing_twice(case, clinician, active_model):
+    ids = [img.pk for img in upload_cells(case, clinician, 4)]
+    analyse_images(image_ids=ids)
+    heatmaps = set(Prediction.objects.values_list("heatmap", flat=True))
+    report = analyse_images(image_ids=ids)
+    assert report.done == [] and sorted(report.skipped) == sorted(ids)
+    assert Prediction.objects.count() == 4
+    assert set(Prediction.objects.values_list("heatmap", flat=True)) == heatmaps
+    assert AuditEvent.objects.filter(action="analysis.finished").count() == 1
+
+
+def test_an_image_left_processing_by_a_killed_worker_is_finished(case, clinician, active_model):
+    ids = [img.pk for img in upload_cells(case, clinician, 3)]
+    Image.objects.filter(pk=ids[0]).update(status=Image.Status.PROCESSING)
+    analyse_images(image_ids=ids)
+    assert set(Image.objects.values_list("status", flat=True)) == {Image.Status.DONE}
+
+
+def test_a_damaged_stored_file_fails_alone_with_a_reason(case, clinician, active_model):
+    images = upload_cells(case, clinician, 4)
+    broken = images[1]
+    default_storage.delete(broken.file.name)
+    default_storage.save(broken.file.name, ContentFile(b"not a png any more"))
+    analyse_images(image_ids=[img.pk for img in images])
+    broken.refresh_from_db()
+    assert broken.status == Image.Status.FAILED
+    assert "cannot analyse this image" in broken.error
+    assert Image.objects.filter(status=Image.Status.DONE).count() == 3
+    case.refresh_from_db()
+    assert case.status == Case.Status.AWAITING_REVIEW
+
+
+def test_a_tampered_model_file_is_refused_and_nothing_is_marked_done(case, clinician, active_model):
+    ids = [img.pk for img in upload_cells(case, clinician, 3)]
+    with default_storage.open(active_model.file.name, "ab") as handle:
+        handle.write(b"tampered")
+    result = analyse_task.apply(args=[ids]).get()
+    assert result["failed"] == ids
+    assert not Prediction.objects.exists()
+    for image in Image.objects.all():
+        assert image.status == Image.Status.FAILED
+        assert "SHA-256" in image.error and active_model.sha256 in image.error
+
+
+def test_no_active_model_fails_with_a_clear_message(case, clinician, db):
+    ids = [img.pk for img in upload_cells(case, clinician, 2)]
+    analyse_task.apply(args=[ids]).get()
+    assert "activate_model" in Image.objects.first().error
+
+
+def test_activating_another_version_is_used_for_the_next_batch(
+    case, clinician, active_model, tiny_model_path
+):
+    first = upload_cells(case, clinician, 2, seed=1)
+    analyse_images(image_ids=[img.pk for img in first])
+    second_version = register_model(tiny_model_path, name="tiny-v2", active=False, threshold=0.9)
+    services.model_activate(version=second_version, by=clinician)
+    second = upload_cells(case, clinician, 2, seed=2)
+    analyse_images(image_ids=[img.pk for img in second])
+    assert {p.model_version.name for p in Prediction.objects.filter(image__in=first)} == {"tiny-v1"}
+    later = Prediction.objects.filter(image__in=second)
+    assert {p.model_version.name for p in later} == {"tiny-v2"}
+    assert {p.threshold for p in later} == {0.9}
+    assert AuditEvent.objects.filter(action="model.activated").count() == 1
+
+
+def test_non_cell_images_are_flagged_by_the_quality_gate(case, clinician, active_model):
+    blank = np.full((120, 120, 3), 128, np.uint8)
+    white = np.full((120, 120, 3), 255, np.uint8)
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 255, (120, 120, 3), dtype=np.uint8)
+    files = [("blank.png", png_bytes(blank)), ("white.png", png_bytes(white))]
+    files.append(("noise.png", png_bytes(noise)))
+    images = services.images_add(case=case, files=files, by=clinician).stored
+    analyse_images(image_ids=[img.pk for img in images])
+    for prediction in Prediction.objects.all():
+        assert not prediction.quality_ok, prediction.image.original_name
+        assert prediction.quality_flags
+
+
+def field_png(n_cells: int = 6) -> bytes:
+    rng = np.random.default_rng(3)
+    field = np.full((640, 960, 3), 232, np.uint8)
+    positions = [(40 + (k % 3) * 300, 60 + (k // 3) * 300) for k in range(n_cells)]
+    for x, y in positions:
+        cell = make_cell(rng, parasitized=(x + y) % 2 == 0, size=140)
+        field[y : y + 140, x : x + 140] = cell
+    buffer = io.BytesIO()
+    PILImage.fromarray(field).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_field_image_is_segmented_into_analysed_cells(case, clinician, active_model):
+    pytest.importorskip("classifier.segment")
+    [field] = services.images_add(
+        case=case, files=[("field.png", field_png())], by=clinician, kind="field"
+    ).stored
+    report = analyse_images(image_ids=[field.pk])
+    field.refresh_from_db()
+    assert field.status == Image.Status.DONE
+    cells = list(field.cells.all())
+    assert report.segmented == {field.pk: len(cells)} and 4 <= len(cells) <= 8
+    assert all(cell.status == Image.Status.DONE and cell.bbox for cell in cells)
+    assert Prediction.objects.filter(image__parent=field).count() == len(cells)
+    # Segmenting again (a redelivered task) does not cut the field twice.
+    analyse_images(image_ids=[field.pk])
+    assert field.cells.count() == len(cells)
