@@ -1,0 +1,99 @@
+"""The model registry's small API: register a trained model file, find the active version, and
+check a version's file against its recorded SHA-256 before anyone loads it (fail closed).
+
+Django-aware (it uses ModelVersion and the default storage) but imports nothing from cases/ or
+training/, and no TensorFlow. Activation writes audit events and therefore lives in cases/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import IO
+
+from django.core.files import File
+from django.db import transaction
+
+from classifier.models import ModelVersion
+
+_CHUNK = 1 << 20
+
+
+class ModelFileError(Exception):
+    """A version's model file is missing or does not match its recorded SHA-256."""
+
+
+def sha256_of(source: str | Path | IO[bytes]) -> str:
+    """Hex SHA-256 of a file path or an open binary file (read in chunks, rewound after)."""
+    digest = hashlib.sha256()
+    if isinstance(source, str | Path):
+        with open(source, "rb") as handle:
+            return sha256_of(handle)
+    source.seek(0)
+    for chunk in iter(lambda: source.read(_CHUNK), b""):
+        digest.update(chunk)
+    source.seek(0)
+    return digest.hexdigest()
+
+
+@transaction.atomic
+def register_version(
+    *,
+    name: str,
+    model_path: str | Path,
+    threshold: float,
+    temperature: float = 1.0,
+    metrics: dict | None = None,
+    card: dict | None = None,
+    quality_reference: dict | None = None,
+    notes: str = "",
+) -> ModelVersion:
+    """Copy a model file into storage as models/<name>.keras and record a new INACTIVE version.
+
+    The SHA-256 is computed from the local file before it is copied and checked again on the
+    stored copy, so a version is never registered for a file that changed on its way in.
+    """
+    if ModelVersion.objects.filter(name=name).exists():
+        raise ValueError(f"a model version named {name!r} already exists")
+    path = Path(model_path)
+    expected = sha256_of(path)
+    version = ModelVersion(
+        name=name,
+        sha256=expected,
+        is_active=False,
+        threshold=float(threshold),
+        temperature=float(temperature),
+        metrics=metrics or {},
+        card=card or {},
+        quality_reference=quality_reference or {},
+        notes=notes,
+    )
+    version.full_clean(exclude=["file"])
+    with path.open("rb") as handle:
+        version.file.save(f"{name}{path.suffix or '.keras'}", File(handle), save=False)
+    version.save()
+    verify_file(version)
+    return version
+
+
+def active_version() -> ModelVersion | None:
+    """The version that serves predictions now, or None when no version is active."""
+    return ModelVersion.objects.filter(is_active=True).first()
+
+
+def verify_file(version: ModelVersion) -> str:
+    """Return the version's stored file path after checking its SHA-256; raise ModelFileError.
+
+    The error names the recorded and the actual hash, so a tampered or corrupted file is
+    refused with a message that says exactly what did not match.
+    """
+    if not version.file or not version.file.storage.exists(version.file.name):
+        raise ModelFileError(f"model file of version {version.name!r} is missing")
+    with version.file.storage.open(version.file.name, "rb") as handle:
+        actual = sha256_of(handle)
+    if actual != version.sha256:
+        raise ModelFileError(
+            f"model file {version.file.name} of version {version.name!r} does not match its "
+            f"registry entry: expected sha256 {version.sha256}, found {actual}"
+        )
+    return version.file.path

@@ -1,0 +1,118 @@
+"""The last steps of a training run, after the fit has stopped.
+
+Calibrate on the validation patients (temperature, then the threshold rule), measure with
+patient-bootstrap intervals, write the model file, plots and card, take the quality-gate reference
+and register a new, inactive ModelVersion. Re-runnable: ``train_model --resume`` on a finished fit
+only repeats these steps.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from training import calibration
+from training.metrics import summarize
+from training.pipeline import predict_logits
+from training.train import Log, RunData, TrainConfig
+
+QUALITY_SAMPLE = 1000
+
+
+def calibrate_on_validation(config: TrainConfig, run: RunData, model) -> dict:
+    """Temperature, threshold and metrics on the validation patients."""
+    y = run.labels[run.val_idx]
+    logits = predict_logits(model, run.images[run.val_idx])
+    temperature = calibration.fit_temperature(logits, y)
+    probabilities = calibration.calibrate(logits, temperature)
+    threshold = calibration.choose_threshold(probabilities, y, config.sensitivity_target)
+    metrics = summarize(
+        y, probabilities, run.groups[run.val_idx], threshold, config.bootstrap_reps, config.seed
+    )
+    raw = calibration.calibrate(logits, 1.0)
+    metrics["calibration"] = {
+        "nll_before": calibration.nll(logits, y, 1.0),
+        "nll_after": calibration.nll(logits, y, temperature),
+        "ece_before": calibration.expected_calibration_error(raw, y),
+        "ece_after": calibration.expected_calibration_error(probabilities, y),
+        "reliability": calibration.reliability_bins(probabilities, y),
+    }
+    return {
+        "temperature": temperature,
+        "threshold": threshold,
+        "metrics": metrics,
+        "labels": y,
+        "probabilities": probabilities,
+    }
+
+
+def save_inference_model(config: TrainConfig, model, path: Path) -> Path:
+    """The trained weights in a fresh network without optimizer state (a third of the size)."""
+    from classifier.architecture import build_model
+
+    fresh = build_model(config.learning_rate, config.dropout)
+    fresh.set_weights(model.get_weights())
+    fresh.save(path)
+    return path
+
+
+def quality_reference(run: RunData, model, seed: int, log: Log) -> dict:
+    """classifier.quality.build_reference on a sample of training images, if that module exists."""
+    try:
+        from classifier.quality import build_reference
+    except ImportError:
+        log("classifier.quality is not available: no quality reference stored")
+        return {}
+    from classifier.preprocess import to_input
+
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(run.train_idx, min(QUALITY_SAMPLE, len(run.train_idx)), replace=False)
+    return build_reference(model, to_input(run.images[np.sort(idx)]))
+
+
+def finalize(config: TrainConfig, folder: Path, run: RunData, model, state: dict, log: Log):
+    """Calibrate, write model, plots and card, register the version; returns the ModelVersion."""
+    from training import card, plots
+
+    started = time.monotonic()
+    result = calibrate_on_validation(config, run, model)
+    m = result["metrics"]
+    log(
+        f"validation: T={result['temperature']:.3f} threshold={result['threshold']:.4f} "
+        f"accuracy={m['accuracy']:.4f} auc={m['auc']:.4f} sensitivity={m['sensitivity']:.4f} "
+        f"specificity={m['specificity']:.4f}"
+    )
+    model_path = save_inference_model(config, model, folder / "model.keras")
+    m["plots"] = plots.write_all(
+        folder / "validation", result["labels"], result["probabilities"], result["threshold"]
+    )
+    reference = quality_reference(run, model, config.seed, log)
+    split = json.loads((folder / "split.json").read_text())
+    model_card = card.build_card(config, split, state, result, model_path)
+    card.write_card(model_card, folder)
+    version = _register(config, model_path, result, model_card, reference, log)
+    log(f"finalized in {time.monotonic() - started:.0f}s; registered {version.name} (inactive)")
+    return version
+
+
+def _register(config, model_path, result, model_card, reference, log: Log):
+    from classifier.registry import register_version
+
+    metrics = {"validation": _jsonable(result["metrics"]), "evaluations": []}
+    return register_version(
+        name=config.name,
+        model_path=model_path,
+        threshold=result["threshold"],
+        temperature=result["temperature"],
+        metrics=metrics,
+        card=model_card,
+        quality_reference=reference,
+    )
+
+
+def _jsonable(value):
+    """Replace NaN by None so that the value is valid JSON everywhere."""
+    return json.loads(json.dumps(value, default=float).replace("NaN", "null"))

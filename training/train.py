@@ -1,0 +1,329 @@
+"""Train the CNN on an NIH-layout folder: patient-grouped split, cached pipeline, resumable fit.
+
+A run lives in one output folder::
+
+    config.json                 the options of the run (a resume reuses them)
+    split.json                  which groups (patients) went to training and to validation
+    cache/images.npy (+ .json)  every image decoded once by classifier.preprocess, uint8 150x150
+    checkpoint/last.keras       model + optimizer state after the last finished epoch
+    checkpoint/best.weights.h5  weights of the epoch with the lowest validation loss
+    checkpoint/state.json       epoch number, history, early-stopping / plateau state, timings
+    model.keras, card.json, card.md, plots   written by finalize() once training has stopped
+
+``--resume`` continues from checkpoint/last.keras after an interruption; when the fit had already
+stopped it only redoes the final steps (calibration, card, registration).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from training.data import Example, list_folder, load_or_decode, split_by_group
+from training.pipeline import Augmentation, make_dataset
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a training run; stored as config.json in the run folder."""
+
+    data: str
+    name: str
+    output: str
+    epochs: int = 30
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    dropout: float = 0.5
+    val_fraction: float = 0.2
+    seed: int = 42
+    include_reviewed: bool = False
+    max_minutes: float | None = None  # wall-clock budget for the fit (all resumes together)
+    stop_patience: int = 6  # epochs without a lower validation loss before stopping
+    lr_patience: int = 2  # epochs without a lower validation loss before halving the LR
+    lr_factor: float = 0.5
+    min_lr: float = 1e-5
+    sensitivity_target: float = 0.97
+    bootstrap_reps: int = 1000
+    augmentation: dict = field(default_factory=lambda: Augmentation().as_dict())
+
+    def save(self, folder: Path) -> None:
+        (folder / "config.json").write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, folder: Path) -> TrainConfig:
+        return cls(**json.loads((folder / "config.json").read_text()))
+
+
+@dataclass
+class RunData:
+    """The examples of a run, their decoded images and the split."""
+
+    examples: list[Example]
+    images: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    os.replace(tmp, path)
+
+
+def collect_examples(config: TrainConfig) -> list[Example]:
+    """The folder's images, plus reviewer-labelled images with --include-reviewed."""
+    examples = list_folder(config.data)
+    if config.include_reviewed:
+        from training.reviewed import reviewed_examples
+
+        examples += [Example(src, label, group) for src, label, group in reviewed_examples()]
+    return examples
+
+
+def prepare_data(config: TrainConfig, folder: Path, log: Log) -> RunData:
+    """List, split and decode (or read from the cache) the run's images."""
+    examples = collect_examples(config)
+    labels = np.array([e.label for e in examples], np.int64)
+    groups = np.array([e.group for e in examples])
+    train_idx, val_idx = split_by_group(groups, labels, config.val_fraction, config.seed)
+    log(
+        f"{len(examples)} images, {len(set(groups))} groups: train {len(train_idx)} images / "
+        f"{len(set(groups[train_idx]))} groups, validation {len(val_idx)} images / "
+        f"{len(set(groups[val_idx]))} groups"
+    )
+    started = time.monotonic()
+    images = load_or_decode(examples, folder / "cache", "images")
+    log(f"images ready ({images.nbytes / 1e6:.0f} MB uint8) in {time.monotonic() - started:.0f}s")
+    _write_json(folder / "split.json", split_summary(labels, groups, train_idx, val_idx, config))
+    return RunData(examples, images, labels, groups, train_idx, val_idx)
+
+
+def split_summary(labels, groups, train_idx, val_idx, config: TrainConfig) -> dict:
+    """Counts and group lists of both sides of the split (for split.json and the card)."""
+    from training.data import class_counts
+
+    def side(idx: np.ndarray) -> dict:
+        return {
+            "images": int(len(idx)),
+            "per_class": class_counts(labels[idx]),
+            "groups": sorted(set(groups[idx].tolist())),
+            "n_groups": len(set(groups[idx].tolist())),
+        }
+
+    return {
+        "method": (
+            "grouped by patient (classifier file-name rule training.data.patient_of); groups "
+            "sorted by their fraction of parasitized images, cut into strata of "
+            f"{max(2, round(1 / config.val_fraction))} groups, and a seeded draw (seed "
+            f"{config.seed}) sends {config.val_fraction:.0%} of each stratum's groups to "
+            "validation; no group is on both sides"
+        ),
+        "val_fraction": config.val_fraction,
+        "seed": config.seed,
+        "train": side(train_idx),
+        "validation": side(val_idx),
+    }
+
+
+# --- callbacks ---------------------------------------------------------------------------------
+
+
+def _callbacks_module():
+    import keras
+
+    class RunState(keras.callbacks.Callback):
+        """Early stopping and reduce-LR-on-plateau on val_loss, checkpointing, progress, budget.
+
+        One callback so that its whole state is in checkpoint/state.json and a resumed run
+        continues exactly where it stopped (same patience counters, best weights, LR, history).
+        """
+
+        def __init__(self, config: TrainConfig, folder: Path, state: dict, log: Log, steps: int):
+            super().__init__()
+            self.config, self.folder, self.state, self.log = config, folder, state, log
+            self.steps = steps
+            self.epoch_started = 0.0
+
+        def on_train_begin(self, logs=None):
+            lr = self.state.get("lr")
+            if lr is not None:
+                self.model.optimizer.learning_rate.assign(lr)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch_started = time.monotonic()
+            self.current_epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            if batch and batch % 100 == 0:
+                elapsed = time.monotonic() - self.epoch_started
+                eta = elapsed / batch * (self.steps - batch)
+                self.log(
+                    f"  epoch {self.current_epoch + 1} batch {batch}/{self.steps} "
+                    f"loss={logs.get('loss', float('nan')):.4f} "
+                    f"{batch * self.config.batch_size / elapsed:.0f} img/s, epoch ETA {eta:.0f}s"
+                )
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = dict(logs or {})
+            seconds = time.monotonic() - self.epoch_started
+            lr = float(np.asarray(self.model.optimizer.learning_rate))
+            self._record(epoch, logs, seconds, lr)
+            self._plateau(epoch, logs["val_loss"], lr)
+            self._save_checkpoint()
+            self._report(epoch, logs, seconds, lr)
+            self._budget()
+
+        def _record(self, epoch, logs, seconds, lr):
+            history = self.state.setdefault("history", {})
+            for key, value in {**logs, "lr": lr, "seconds": seconds}.items():
+                history.setdefault(key, []).append(float(value))
+            self.state["epoch"] = epoch + 1
+            self.state["fit_seconds"] = self.state.get("fit_seconds", 0.0) + seconds
+
+        def _plateau(self, epoch, val_loss, lr):
+            cfg, st = self.config, self.state
+            if val_loss < st.get("best_val_loss", float("inf")):
+                st.update(best_val_loss=float(val_loss), best_epoch=epoch + 1)
+                st.update(stop_wait=0, lr_wait=0)
+                self.model.save_weights(self.folder / "checkpoint" / "best.weights.h5")
+                return
+            st["stop_wait"] = st.get("stop_wait", 0) + 1
+            st["lr_wait"] = st.get("lr_wait", 0) + 1
+            if st["lr_wait"] >= cfg.lr_patience and lr > cfg.min_lr:
+                new_lr = max(lr * cfg.lr_factor, cfg.min_lr)
+                self.model.optimizer.learning_rate.assign(new_lr)
+                st["lr_wait"] = 0
+                self.log(
+                    f"validation loss has not improved for {cfg.lr_patience} epochs: "
+                    f"learning rate {lr:.2e} -> {new_lr:.2e}"
+                )
+            if st["stop_wait"] >= cfg.stop_patience:
+                self.model.stop_training = True
+                st["stopped_early"] = True
+                self.log(f"early stop: no lower validation loss for {cfg.stop_patience} epochs")
+            self.state["lr"] = float(np.asarray(self.model.optimizer.learning_rate))
+
+        def _save_checkpoint(self):
+            ckpt = self.folder / "checkpoint"
+            self.state["lr"] = float(np.asarray(self.model.optimizer.learning_rate))
+            tmp = ckpt / "last.tmp.keras"
+            self.model.save(tmp)
+            os.replace(tmp, ckpt / "last.keras")
+            _write_json(ckpt / "state.json", self.state)
+            _write_json(self.folder / "history.json", self.state["history"])
+
+        def _report(self, epoch, logs, seconds, lr):
+            done = self.state["epoch"]
+            remaining = self.config.epochs - done
+            mean = self.state["fit_seconds"] / max(len(self.state["history"]["loss"]), 1)
+            self.log(
+                f"epoch {done}/{self.config.epochs} ({seconds:.0f}s) "
+                f"loss {logs['loss']:.4f} acc {logs['accuracy']:.4f} auc {logs['auc']:.4f} | "
+                f"val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f} "
+                f"val_auc {logs['val_auc']:.4f} | lr {lr:.1e} | best epoch "
+                f"{self.state.get('best_epoch')} | ETA {remaining * mean / 60:.1f} min "
+                f"(at most; early stopping may end sooner)"
+            )
+
+        def _budget(self):
+            limit = self.config.max_minutes
+            if not limit or self.model.stop_training:
+                return
+            mean = self.state["fit_seconds"] / len(self.state["history"]["loss"])
+            if self.state["fit_seconds"] + mean > limit * 60:
+                self.model.stop_training = True
+                self.state["stopped_by_budget"] = True
+                self.log(f"time budget of {limit:.0f} min would be exceeded by another epoch: stop")
+
+    return RunState
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+def load_state(folder: Path) -> dict:
+    path = folder / "checkpoint" / "state.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _model_for(config: TrainConfig, folder: Path, state: dict, log: Log):
+    """A fresh compiled model, or the last checkpoint (with its optimizer state) on resume."""
+    import keras
+
+    from classifier.architecture import build_model
+
+    last = folder / "checkpoint" / "last.keras"
+    if state.get("epoch") and last.exists():
+        log(f"resuming after epoch {state['epoch']} from {last}")
+        return keras.models.load_model(last)
+    return build_model(config.learning_rate, config.dropout, config.seed)
+
+
+def fit(config: TrainConfig, folder: Path, run: RunData, log: Log, callbacks: Sequence = ()):
+    """Train until early stopping, the epoch limit or the time budget; returns the best model."""
+    import keras
+
+    state = load_state(folder)
+    model = _model_for(config, folder, state, log)
+    aug = Augmentation(**config.augmentation)
+    train_ds = make_dataset(
+        run.images[run.train_idx],
+        run.labels[run.train_idx],
+        config.batch_size,
+        True,
+        config.seed + state.get("epoch", 0),
+        aug,
+    )
+    val_ds = make_dataset(
+        run.images[run.val_idx], run.labels[run.val_idx], config.batch_size, False
+    )
+    steps = int(np.ceil(len(run.train_idx) / config.batch_size))
+    keras.utils.set_random_seed(config.seed + state.get("epoch", 0))
+    run_state = _callbacks_module()(config, folder, state, log, steps)
+    if not state.get("fit_done") and state.get("epoch", 0) < config.epochs:
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=config.epochs,
+            initial_epoch=state.get("epoch", 0),
+            callbacks=[run_state, *callbacks],
+            verbose=0,
+        )
+    state["fit_done"] = True
+    _write_json(folder / "checkpoint" / "state.json", state)
+    best = folder / "checkpoint" / "best.weights.h5"
+    if best.exists():
+        model.load_weights(best)
+        log(f"restored the weights of epoch {state.get('best_epoch')} (lowest validation loss)")
+    return model, state
+
+
+def prepare_folder(config: TrainConfig, resume: bool) -> Path:
+    folder = Path(config.output)
+    if not resume and (folder / "checkpoint" / "state.json").exists():
+        raise FileExistsError(f"{folder} already holds a run; pass --resume or another --name")
+    (folder / "checkpoint").mkdir(parents=True, exist_ok=True)
+    config.save(folder)
+    return folder
+
+
+def train(config: TrainConfig, resume: bool = False, log: Log = print, callbacks: Sequence = ()):
+    """The whole run: data, fit, then finalize (calibrate, card, register). Returns the version."""
+    folder = prepare_folder(config, resume)
+    run = prepare_data(config, folder, log)
+    started = time.monotonic()
+    model, state = fit(config, folder, run, log, callbacks)
+    log(f"fit finished after {state.get('epoch')} epochs in {time.monotonic() - started:.0f}s")
+    from training.finalize import finalize
+
+    return finalize(config, folder, run, model, state, log)
