@@ -1,0 +1,64 @@
+"""JSON shapes shared by the live case page (status.json) and the REST API."""
+
+from collections import Counter
+
+from django.conf import settings
+from django.urls import reverse
+
+from cases.models import Case, Image
+from cases.selectors import case_images
+from cases.summary import case_summary, is_near_threshold, prediction_of
+
+
+def image_payload(image: Image, *, margin: float | None = None) -> dict:
+    """One image with its prediction fields (null when it has not been analysed yet)."""
+    margin = settings.ANALYSIS_UNCERTAIN_MARGIN if margin is None else margin
+    prediction = prediction_of(image)
+    has_heatmap = prediction is not None and bool(prediction.heatmap)
+    has_raw = prediction is not None and bool(prediction.heatmap_raw)
+    return {
+        "id": image.pk,
+        "name": str(image),
+        "status": image.status,
+        "status_label": image.get_status_display(),
+        "error": image.error,
+        "kind": image.kind,
+        "parent_id": image.parent_id,
+        "width": image.width,
+        "height": image.height,
+        "probability": prediction.probability if prediction else None,
+        "label": prediction.label if prediction else None,
+        "threshold": prediction.threshold if prediction else None,
+        "quality_ok": prediction.quality_ok if prediction else None,
+        "quality_flags": prediction.quality_flags if prediction else None,
+        "model_version": prediction.model_version.name if prediction else None,
+        "near_threshold": is_near_threshold(prediction, margin) if prediction else None,
+        "file_url": reverse("image_file", args=[image.pk]),
+        "heatmap_url": reverse("image_heatmap", args=[image.pk]) if has_heatmap else None,
+        "heatmap_raw_url": reverse("image_heatmap_raw", args=[image.pk]) if has_raw else None,
+    }
+
+
+def status_counts(images: list[Image]) -> dict:
+    by_status = Counter(img.status for img in images)
+    counts = {status: by_status.get(status, 0) for status in Image.Status.values}
+    counts["total"] = len(images)
+    return counts
+
+
+def case_status_payload(case: Case, *, with_images: bool = True) -> dict:
+    """Everything the case page needs to update itself in place while analysis runs."""
+    margin = settings.ANALYSIS_UNCERTAIN_MARGIN
+    images = list(case_images(case))
+    counts = status_counts(images)
+    payload = {
+        "id": case.pk,
+        "status": case.status,
+        "status_label": case.get_status_display(),
+        "done": counts[Image.Status.QUEUED] + counts[Image.Status.PROCESSING] == 0,
+        "counts": counts,
+        "summary": case_summary(images, margin=margin),
+    }
+    if with_images:
+        payload["images"] = [image_payload(img, margin=margin) for img in images]
+    return payload

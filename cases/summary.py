@@ -1,0 +1,79 @@
+"""The case summary: counts, parasitized fraction with a Wilson interval, and a suggested call.
+
+Plain functions over already-loaded images (no queries), so the status endpoint, the API and the
+case page all compute the same numbers from one place.
+"""
+
+import math
+from collections.abc import Iterable
+
+from cases.models import Image, Prediction
+
+Z_95 = 1.959963984540054
+
+CALL_RULE = (
+    "Suggested positive if at least 1 quality-passed cell is called parasitized at the model's "
+    "threshold; negative only when every image is analysed and no quality-passed cell is "
+    "parasitized. Images flagged by the quality gate are kept out of the counts. Every positive "
+    "call must be confirmed by a reviewer."
+)
+
+
+def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float] | None:
+    """Wilson score interval for a binomial proportion; None when nothing was counted.
+
+    Chosen over the normal approximation because it stays inside [0, 1] and behaves at 0/n,
+    which is the usual case here (few or no parasitized cells among hundreds).
+    """
+    if n <= 0:
+        return None
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes={successes} must lie in [0, {n}]")
+    p = successes / n
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def prediction_of(image: Image) -> Prediction | None:
+    # A missing reverse one-to-one raises RelatedObjectDoesNotExist, an AttributeError.
+    return getattr(image, "prediction", None)
+
+
+def is_near_threshold(prediction: Prediction, margin: float) -> bool:
+    return abs(prediction.probability - prediction.threshold) < margin
+
+
+def case_summary(images: Iterable[Image], *, margin: float) -> dict:
+    """Summarise a case's images (predictions preloaded) for the page, status.json and the API."""
+    images = list(images)
+    pending = sum(img.status in (Image.Status.QUEUED, Image.Status.PROCESSING) for img in images)
+    predictions = [p for p in map(prediction_of, images) if p is not None]
+    counted = [p for p in predictions if p.quality_ok]
+    parasitized = sum(p.label == Prediction.Label.PARASITIZED for p in counted)
+    n = len(counted)
+    interval = wilson_interval(parasitized, n)
+    if parasitized:
+        call, call_label = "positive", "Suggests positive: confirm by review"
+    elif pending:
+        call, call_label = "pending", "Analysis in progress"
+    elif n:
+        call, call_label = "negative", "Suggests negative"
+    else:
+        call, call_label = "none", "No quality-passed cell to count"
+    return {
+        "predicted": len(predictions),
+        "counted": n,
+        "parasitized": parasitized,
+        "uninfected": n - parasitized,
+        "quality_flagged": len(predictions) - n,
+        "parasitized_fraction": parasitized / n if n else None,
+        "ci95": list(interval) if interval else None,
+        "near_threshold": sum(is_near_threshold(p, margin) for p in counted),
+        "uncertain_margin": margin,
+        "pending": pending,
+        "call": call,
+        "call_label": call_label,
+        "rule": CALL_RULE,
+    }
