@@ -298,6 +298,7 @@ def fit(config: TrainConfig, folder: Path, run: RunData, log: Log, callbacks: Se
             initial_epoch=state.get("epoch", 0),
             callbacks=[run_state, *callbacks],
             verbose=0,
+            shuffle=False,  # the dataset reshuffles itself every epoch (seeded)
         )
     state["fit_done"] = True
     _write_json(folder / "checkpoint" / "state.json", state)
