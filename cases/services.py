@@ -259,3 +259,20 @@ def model_activate(*, version: ModelVersion, by=None) -> ModelVersion:
         after={"active": version.name, "sha256": version.sha256},
     )
     return version
+
+
+def analysis_requeue_pending() -> int:
+    """Send every image still queued or processing to the workers again; returns the count.
+
+    Run when a worker starts: a broker without acknowledgements (the embedded filesystem one) or
+    a restarted Redis without persistence loses messages, and images must not wait forever. A
+    duplicate message is harmless: the analysis computes only what is still missing.
+    """
+    pending = list(
+        Image.objects.filter(status__in=[Image.Status.QUEUED, Image.Status.PROCESSING])
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    if pending:
+        analysis_enqueue(pending)
+    return len(pending)

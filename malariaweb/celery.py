@@ -1,9 +1,10 @@
 """The Celery application. Workers start with `celery -A malariaweb worker`."""
 
+import logging
 import os
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "malariaweb.settings")
 
@@ -28,3 +29,16 @@ def _close_inherited_connections(**kwargs) -> None:
 
     for conn in connections.all():
         conn.close_if_unusable_or_obsolete()
+
+
+@worker_ready.connect
+def _requeue_pending_images(**kwargs) -> None:
+    from django.conf import settings
+
+    if not settings.ANALYSIS_REQUEUE_ON_START:
+        return
+    from cases.services import analysis_requeue_pending
+
+    count = analysis_requeue_pending()
+    if count:
+        logging.getLogger(__name__).info("Requeued %d pending images at worker start", count)

@@ -102,6 +102,8 @@ def worker_env(transactional_db, settings, tmp_path):
         # Short, so a message held by a killed worker comes back within the test.
         "CELERY_VISIBILITY_TIMEOUT": "4",
         "SECURE_SSL_REDIRECT": "false",
+        # Off, so that the Redis crash test proves redelivery by the broker alone.
+        "ANALYSIS_REQUEUE_ON_START": "false",
         "PYTHONUNBUFFERED": "1",
     }
     yield env

@@ -41,11 +41,7 @@ def results_per_image(ids) -> dict[int, int]:
     return seen
 
 
-def test_a_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(
-    case, clinician, live_model, start_worker
-):
-    if broker_kind() != "redis":
-        pytest.skip("redelivery after a crash needs a broker with acknowledgements (Redis)")
+def kill_mid_batch_then_recover(case, clinician, start_worker) -> list[int]:
     first = start_worker()
     ids = upload(case, clinician, 96)  # six batches of 16
 
@@ -63,6 +59,27 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(
     assert Prediction.objects.filter(image_id__in=ids).count() == 96
     # Every image's result was recorded exactly once, including the interrupted batch's.
     assert set(results_per_image(ids).values()) == {1}
+    return ids
+
+
+def test_a_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(
+    case, clinician, live_model, start_worker
+):
+    if broker_kind() != "redis":
+        pytest.skip("redelivery by the broker needs acknowledgements (Redis)")
+    # The killed worker's message comes back after the visibility timeout (4 s here).
+    kill_mid_batch_then_recover(case, clinician, start_worker)
+
+
+@pytest.mark.embedded
+def test_the_embedded_default_recovers_a_killed_worker_by_requeueing(
+    case, clinician, live_model, start_worker, worker_env
+):
+    if connection.vendor != "sqlite" or broker_kind() != "filesystem":
+        pytest.skip("runs in `make test`'s embedded pass (SQLite + filesystem broker)")
+    # The filesystem broker has no acknowledgements: a starting worker re-sends pending images.
+    worker_env["ANALYSIS_REQUEUE_ON_START"] = "true"
+    kill_mid_batch_then_recover(case, clinician, start_worker)
 
 
 @pytest.mark.embedded
