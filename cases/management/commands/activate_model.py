@@ -1,0 +1,26 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from cases.services import model_activate
+from classifier.models import ModelVersion
+from classifier.registry import ModelFileError, verify_file
+
+
+class Command(BaseCommand):
+    help = "Make model version NAME the one active version (audited). Rollback: activate the previous one."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("name", help="the version's name (see list_models)")
+
+    def handle(self, *args, **options) -> None:
+        version = ModelVersion.objects.filter(name=options["name"]).first()
+        if version is None:
+            names = ", ".join(ModelVersion.objects.values_list("name", flat=True)) or "none"
+            raise CommandError(f"No model version named {options['name']!r} (known: {names}).")
+        try:
+            verify_file(version)
+        except ModelFileError as exc:
+            raise CommandError(f"Refusing to activate: {exc}") from exc
+        previous = ModelVersion.objects.filter(is_active=True).first()
+        model_activate(version=version, by=None)
+        before = previous.name if previous else "none"
+        self.stdout.write(self.style.SUCCESS(f"Active model: {version.name} (was {before})."))
