@@ -1,5 +1,5 @@
 from django.contrib.auth.views import LogoutView
-from django.urls import path
+from django.urls import include, path
 
 from cases import views
 from cases.views_auth import AuditedLoginView
@@ -20,6 +20,5 @@ urlpatterns = [
     path("images/<int:image_id>/heatmap", views.image_heatmap, name="image_heatmap"),
     path("images/<int:image_id>/heatmap-raw", views.image_heatmap_raw, name="image_heatmap_raw"),
     # --- Review workflow (cases/reviews*.py, templates/review/) --------------------------------
-    # The review engineer adds their include(...) line here, e.g.
-    # path("", include("cases.review_urls")),
+    path("", include("cases.review_urls")),
 ]

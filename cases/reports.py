@@ -1,0 +1,604 @@
+"""Case reports: PDF (reportlab), CSV (one row per image) and FHIR R4 JSON (DiagnosticReport).
+
+Small cases render in the request; a case with more than REPORT_DIRECT_MAX_IMAGES images is
+rendered by a worker (cases.report_tasks) into a ReportExport the page offers when ready.
+"""
+
+import csv
+import io
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.utils import timezone
+from django.utils.html import escape
+
+from cases.audit import audit_record
+from cases.models import Case, Image, Prediction, ReportExport
+from cases.review_selectors import (
+    ReviewCounts,
+    case_images_with_reviews,
+    current_review,
+    review_counts_from,
+)
+from cases.summary import prediction_of
+
+logger = logging.getLogger(__name__)
+
+REPORT_DIRECT_MAX_IMAGES = getattr(settings, "REPORT_DIRECT_MAX_IMAGES", 200)
+INTENDED_USE = (
+    "Intended use: the AI results in this report are decision support for trained microscopists, "
+    "not a stand-alone diagnosis. Every result was reviewed by the reviewer named below, whose "
+    "decision is final."
+)
+CONTENT_TYPES = {
+    ReportExport.Kind.PDF: "application/pdf",
+    ReportExport.Kind.CSV: "text/csv; charset=utf-8",
+    ReportExport.Kind.FHIR: "application/fhir+json",
+}
+EXTENSIONS = {
+    ReportExport.Kind.PDF: "pdf",
+    ReportExport.Kind.CSV: "csv",
+    ReportExport.Kind.FHIR: "json",
+}
+
+CSV_COLUMNS = [
+    "case_id",
+    "patient_identifier",
+    "image_id",
+    "original_name",
+    "kind",
+    "parent_id",
+    "status",
+    "error",
+    "ai_probability",
+    "ai_label",
+    "threshold",
+    "quality_ok",
+    "quality_flags",
+    "model_version",
+    "review_decision",
+    "final_label",
+    "reason_code",
+    "reason_text",
+    "reviewer",
+    "reviewed_at",
+]
+
+
+@dataclass
+class ReportData:
+    case: Case
+    images: list[Image]
+    counts: ReviewCounts
+
+    @property
+    def model_versions(self) -> list[str]:
+        names = {p.model_version.name for p in map(prediction_of, self.images) if p is not None}
+        return sorted(names)
+
+
+def report_data(case: Case) -> ReportData:
+    case = Case.objects.select_related(
+        "patient__site", "created_by", "signed_off_by", "assigned_reviewer"
+    ).get(pk=case.pk)
+    images = case_images_with_reviews(case)
+    return ReportData(case=case, images=images, counts=review_counts_from(images))
+
+
+def is_large(case: Case) -> bool:
+    return case.images.count() > REPORT_DIRECT_MAX_IMAGES
+
+
+def report_filename(case: Case, kind: str) -> str:
+    return f"case-{case.pk}-{case.patient.identifier}-report.{EXTENSIONS[kind]}".replace(" ", "_")
+
+
+def _when(value) -> str:
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M %Z") if value else ""
+
+
+def _pct(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}%"
+
+
+def _ci(ci: tuple[float, float] | None) -> str:
+    return "" if ci is None else f"{ci[0]:.2f}-{ci[1]:.2f}%"
+
+
+# --- CSV ------------------------------------------------------------------------------------
+
+
+def image_row(case: Case, image: Image) -> dict:
+    prediction = prediction_of(image)
+    review = current_review(image)
+    return {
+        "case_id": case.pk,
+        "patient_identifier": case.patient.identifier,
+        "image_id": image.pk,
+        "original_name": image.original_name,
+        "kind": image.kind,
+        "parent_id": image.parent_id or "",
+        "status": image.status,
+        "error": image.error,
+        "ai_probability": f"{prediction.probability:.4f}" if prediction else "",
+        "ai_label": prediction.label if prediction else "",
+        "threshold": f"{prediction.threshold:.4f}" if prediction else "",
+        "quality_ok": "" if prediction is None else str(prediction.quality_ok).lower(),
+        "quality_flags": ";".join(map(str, prediction.quality_flags)) if prediction else "",
+        "model_version": prediction.model_version.name if prediction else "",
+        "review_decision": review.decision if review else "",
+        "final_label": review.label if review else "",
+        "reason_code": review.reason_code if review else "",
+        "reason_text": review.reason_text if review else "",
+        "reviewer": review.reviewer.get_username() if review else "",
+        "reviewed_at": review.created_at.isoformat() if review else "",
+    }
+
+
+def case_report_csv(case: Case) -> bytes:
+    data = report_data(case)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    for image in data.images:
+        writer.writerow(image_row(data.case, image))
+    return buffer.getvalue().encode("utf-8")
+
+
+# --- FHIR R4 --------------------------------------------------------------------------------
+
+UCUM = "http://unitsofmeasure.org"
+LOINC = "http://loinc.org"
+# Verified against published HL7 value sets; every other concept below is text-coded on purpose.
+LOINC_PLASMODIUM_PRESENCE_LM = "51587-4"  # Plasmodium sp [Presence] in Blood by Light microscopy
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+V2_0074 = "http://terminology.hl7.org/CodeSystem/v2-0074"
+
+
+def _quantity(value: float | int, unit: str, code: str) -> dict:
+    return {"value": value, "unit": unit, "system": UCUM, "code": code}
+
+
+def _count(value: int) -> dict:
+    return _quantity(value, "cells", "{cells}")
+
+
+def case_report_fhir(case: Case) -> dict:
+    """A FHIR R4 DiagnosticReport (status final) with contained Observations. Signed cases only."""
+    data = report_data(case)
+    case, counts = data.case, data.counts
+    if case.status != Case.Status.SIGNED_OFF:
+        raise ValidationError("Only a signed-off case can be exported as a final FHIR report.")
+    subject = {
+        "identifier": {
+            "type": {"text": "Laboratory patient identifier"},
+            "value": case.patient.identifier,
+            "assigner": {"display": case.patient.site.name},
+        },
+        "display": case.patient.identifier,
+    }
+    signer = case.signed_off_by
+    performer = {
+        "identifier": {"type": {"text": "Platform user name"}, "value": signer.get_username()},
+        "display": signer.get_full_name() or signer.get_username(),
+    }
+    issued = case.signed_off_at.isoformat()
+    effective = case.created_at.isoformat()
+    device = {"display": "AI decision support; model version " + ", ".join(data.model_versions)}
+    category = [
+        {
+            "coding": [
+                {"system": OBSERVATION_CATEGORY, "code": "laboratory", "display": "Laboratory"}
+            ]
+        }
+    ]
+
+    def observation(obs_id: str, code: dict, **value) -> dict:
+        return {
+            "resourceType": "Observation",
+            "id": obs_id,
+            "status": "final",
+            "category": category,
+            "code": code,
+            "subject": subject,
+            "effectiveDateTime": effective,
+            "issued": issued,
+            "performer": [performer],
+            "method": {
+                "text": "Thin blood smear, light microscopy; each cell image classified by an AI "
+                "model and confirmed or overridden by the reviewer"
+            },
+            "device": device,
+            **value,
+        }
+
+    positive = case.final_diagnosis == Case.Diagnosis.POSITIVE
+    low, high = case.final_parasitemia_low, case.final_parasitemia_high
+    observations = [
+        observation(
+            "presence",
+            {
+                "coding": [
+                    {
+                        "system": LOINC,
+                        "code": LOINC_PLASMODIUM_PRESENCE_LM,
+                        "display": "Plasmodium sp [Presence] in Blood by Light microscopy",
+                    }
+                ],
+                "text": "Malaria parasites (Plasmodium sp), thin smear",
+            },
+            valueCodeableConcept={"text": "Detected" if positive else "Not detected"},
+        ),
+        observation(
+            "parasitemia",
+            {"text": "Parasitemia: parasitized red blood cells per 100 red blood cells reviewed"},
+            valueQuantity=_quantity(round(case.final_parasitemia, 4), "%", "%"),
+            component=[
+                {
+                    "code": {"text": "95% confidence interval, lower bound (Wilson)"},
+                    "valueQuantity": _quantity(round(low, 4), "%", "%"),
+                },
+                {
+                    "code": {"text": "95% confidence interval, upper bound (Wilson)"},
+                    "valueQuantity": _quantity(round(high, 4), "%", "%"),
+                },
+            ],
+        ),
+        observation(
+            "cells-reviewed",
+            {"text": "Red blood cells reviewed"},
+            valueQuantity=_count(case.final_reviewed_cells),
+        ),
+        observation(
+            "cells-parasitized",
+            {"text": "Parasitized red blood cells (reviewer's final labels)"},
+            valueQuantity=_count(case.final_positive_cells),
+        ),
+        observation(
+            "cells-parasitized-ai",
+            {"text": "Parasitized red blood cells (AI model, before review)"},
+            valueQuantity=_count(counts.ai_parasitized),
+        ),
+    ]
+    conclusion = (
+        f"{case.get_final_diagnosis_display()}: parasitemia {case.final_parasitemia:.2f}% "
+        f"({case.final_positive_cells}/{case.final_reviewed_cells} cells; 95% CI "
+        f"{low:.2f}-{high:.2f}%). AI decision support, not a stand-alone diagnosis."
+    )
+    if case.sign_off_note:
+        conclusion += f" Note: {case.sign_off_note}"
+    return {
+        "resourceType": "DiagnosticReport",
+        "id": f"case-{case.pk}",
+        "identifier": [{"type": {"text": "Platform case id"}, "value": str(case.pk)}],
+        "status": "final",
+        "category": [{"coding": [{"system": V2_0074, "code": "HM", "display": "Hematology"}]}],
+        "code": {"text": "Malaria thin blood smear microscopy, AI-assisted, reviewer-confirmed"},
+        "subject": subject,
+        "effectiveDateTime": effective,
+        "issued": issued,
+        "performer": [performer],
+        "resultsInterpreter": [performer],
+        "contained": observations,
+        "result": [{"reference": f"#{obs['id']}"} for obs in observations],
+        "conclusion": conclusion,
+    }
+
+
+def case_report_fhir_bytes(case: Case) -> bytes:
+    return json.dumps(case_report_fhir(case), indent=2).encode("utf-8")
+
+
+# --- PDF ------------------------------------------------------------------------------------
+
+THUMB_PX = 96
+
+
+def _thumbnail(name: str) -> io.BytesIO | None:
+    """A small JPEG of a stored image, or None when the file cannot be read."""
+    from PIL import Image as PILImage
+
+    if not name:
+        return None
+    try:
+        with default_storage.open(name, "rb") as handle:
+            picture = PILImage.open(io.BytesIO(handle.read()))
+            picture.load()
+    except (OSError, ValueError) as exc:
+        logger.warning("report: cannot read %s: %s", name, exc)
+        return None
+    picture = picture.convert("RGB")
+    picture.thumbnail((THUMB_PX, THUMB_PX))
+    out = io.BytesIO()
+    picture.save(out, format="JPEG", quality=80)
+    out.seek(0)
+    return out
+
+
+def _label_short(label: str) -> str:
+    return "P" if label == Prediction.Label.PARASITIZED else "U"
+
+
+def case_report_pdf(case: Case, *, compress: bool = True) -> bytes:
+    """The case report as PDF. compress=False leaves page streams readable (tests)."""
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import getSampleStyleSheet
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Image as RLImage
+    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+    data = report_data(case)
+    case, counts = data.case, data.counts
+    styles = getSampleStyleSheet()
+    small = styles["BodyText"].clone("small", fontSize=7, leading=8)
+    body = styles["BodyText"].clone("body", fontSize=9, leading=11)
+    signed = case.status == Case.Status.SIGNED_OFF
+    generated = timezone.now()
+
+    def p(text: str, style=body) -> Paragraph:
+        return Paragraph(text, style)
+
+    story = [
+        p(f"Malaria microscopy report: case {case.pk}", styles["Title"]),
+        p(
+            ""
+            if signed
+            else "<b>PRELIMINARY: this case is not signed off; results may still change.</b>"
+        ),
+        p(f"<i>{escape(INTENDED_USE)}</i>"),
+        Spacer(1, 3 * mm),
+    ]
+    patient = case.patient
+    reviewer = case.signed_off_by or case.assigned_reviewer
+    details = [
+        ["Patient identifier", patient.identifier, "Site", patient.site.name],
+        [
+            "Sex / age",
+            f"{patient.get_sex_display()} / {patient.age_years if patient.age_years is not None else '-'}",
+            "Case created",
+            f"{_when(case.created_at)} by {case.created_by}",
+        ],
+        [
+            "Status",
+            case.get_status_display(),
+            "Model version",
+            ", ".join(data.model_versions) or "-",
+        ],
+        [
+            "Reviewer",
+            str(reviewer) if reviewer else "-",
+            "Claimed / signed off",
+            f"{_when(case.claimed_at) or '-'} / {_when(case.signed_off_at) or '-'}",
+        ],
+        [
+            "Final diagnosis",
+            case.get_final_diagnosis_display() if signed else "(not signed off)",
+            "Parasitemia (95% CI)",
+            f"{_pct(case.final_parasitemia)} ({_ci((case.final_parasitemia_low, case.final_parasitemia_high))})"
+            if signed
+            else "-",
+        ],
+    ]
+    grid = TableStyle(
+        [
+            ("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
+            ("FONTSIZE", (0, 0), (-1, -1), 8),
+            ("VALIGN", (0, 0), (-1, -1), "TOP"),
+        ]
+    )
+    table = Table(
+        [[p(str(c)) for c in row] for row in details],
+        colWidths=[30 * mm, 55 * mm, 32 * mm, 63 * mm],
+    )
+    table.setStyle(grid)
+    story += [table, Spacer(1, 3 * mm)]
+    if signed and case.sign_off_note:
+        story.append(p(f"<b>Reviewer's note:</b> {escape(case.sign_off_note)}"))
+    if case.reopen_reason:
+        story.append(p(f"Reopened {_when(case.reopened_at)}: {escape(case.reopen_reason)}"))
+
+    count_rows = [
+        ["", "AI model", "Reviewer"],
+        ["Cells with a result", counts.cells, counts.reviewed],
+        ["Parasitized", counts.ai_parasitized, counts.reviewer_parasitized],
+        ["Uninfected", counts.ai_uninfected, counts.reviewer_uninfected],
+        ["Quality-flagged", counts.ai_quality_flagged, "-"],
+        ["Near threshold", counts.ai_near_threshold, "-"],
+        ["Overrides", "-", counts.overridden],
+        [
+            "Parasitemia (95% CI)",
+            f"{_pct(counts.ai_parasitemia)} ({_ci(counts.ai_ci95)})",
+            f"{_pct(counts.reviewer_parasitemia)} ({_ci(counts.reviewer_ci95)})",
+        ],
+    ]
+    counts_table = Table(count_rows, colWidths=[45 * mm, 45 * mm, 45 * mm], hAlign="LEFT")
+    counts_table.setStyle(grid)
+    story += [Spacer(1, 2 * mm), counts_table, Spacer(1, 2 * mm)]
+    story.append(
+        p(
+            "AI parasitemia counts quality-passed cells; reviewer parasitemia counts every "
+            "reviewed cell. Interval: 95% Wilson score.",
+            small,
+        )
+    )
+    if counts.failed_images:
+        failed = "; ".join(
+            f"#{img.pk} {escape(img.original_name)}: {escape(img.error or 'failed')}"
+            for img in counts.failed_images
+        )
+        story.append(p(f"<b>Images that could not be analysed ({counts.failed}):</b> {failed}"))
+
+    story += [Spacer(1, 3 * mm), p("<b>Images</b> (original, Grad-CAM overlay)")]
+    cells = [img for img in data.images if prediction_of(img) is not None]
+    per_row, thumb = 4, 19 * mm
+    rows, row = [], []
+    for image in cells:
+        prediction = image.prediction
+        review = current_review(image)
+        pictures = []
+        for name in (image.file.name, prediction.heatmap.name if prediction.heatmap else ""):
+            jpeg = _thumbnail(name)
+            pictures.append(RLImage(jpeg, width=thumb, height=thumb) if jpeg else p("-", small))
+        caption = f"#{image.pk} AI {prediction.probability:.2f} {_label_short(prediction.label)}"
+        if not prediction.quality_ok:
+            caption += " QF"
+        if review:
+            caption += f" / Rev {_label_short(review.label)}"
+            if review.decision == review.Decision.OVERRIDE:
+                caption += f" ({review.get_reason_code_display()})"
+        else:
+            caption += " / not reviewed"
+        block = Table([pictures, [p(escape(caption), small), ""]], colWidths=[thumb, thumb])
+        block.setStyle(
+            TableStyle(
+                [("SPAN", (0, 1), (1, 1)), ("LEFTPADDING", (0, 0), (-1, -1), 1)]
+                + [("RIGHTPADDING", (0, 0), (-1, -1), 1), ("TOPPADDING", (0, 0), (-1, -1), 1)]
+            )
+        )
+        row.append(block)
+        if len(row) == per_row:
+            rows.append(row)
+            row = []
+    if row:
+        rows.append(row + [""] * (per_row - len(row)))
+    if rows:
+        image_table = Table(rows, colWidths=[45 * mm] * per_row, hAlign="LEFT")
+        image_table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP")]))
+        story.append(image_table)
+
+    def footer(canvas, doc) -> None:
+        canvas.saveState()
+        canvas.setFont("Helvetica", 7)
+        canvas.drawString(
+            15 * mm,
+            8 * mm,
+            f"Case {case.pk} / patient {patient.identifier} / generated {_when(generated)} / "
+            f"page {doc.page}. Decision support, not a stand-alone diagnosis.",
+        )
+        canvas.restoreState()
+
+    buffer = io.BytesIO()
+    doc = SimpleDocTemplate(
+        buffer,
+        pagesize=A4,
+        leftMargin=15 * mm,
+        rightMargin=15 * mm,
+        topMargin=12 * mm,
+        bottomMargin=15 * mm,
+        title=f"Case {case.pk} report",
+        author="malariaweb",
+        pageCompression=1 if compress else 0,
+    )
+    doc.build(story, onFirstPage=footer, onLaterPages=footer)
+    return buffer.getvalue()
+
+
+# --- Rendering and exports ------------------------------------------------------------------
+
+
+def report_render(case: Case, kind: str) -> bytes:
+    if kind == ReportExport.Kind.PDF:
+        return case_report_pdf(case)
+    if kind == ReportExport.Kind.CSV:
+        return case_report_csv(case)
+    if kind == ReportExport.Kind.FHIR:
+        return case_report_fhir_bytes(case)
+    raise ValueError(f"unknown report kind {kind!r}")
+
+
+def _export_state(export: ReportExport) -> dict:
+    return {"kind": export.kind, "status": export.status, "file": export.file.name or ""}
+
+
+@transaction.atomic
+def report_export_request(*, case: Case, kind: str, by) -> ReportExport:
+    """Queue a report of a large case; a pending one of the same kind is reused."""
+    if kind not in ReportExport.Kind.values:
+        raise ValidationError({"kind": "Unknown report kind."})
+    if kind == ReportExport.Kind.FHIR and case.status != Case.Status.SIGNED_OFF:
+        raise ValidationError("Only a signed-off case can be exported as a final FHIR report.")
+    Case.objects.select_for_update().filter(pk=case.pk).first()
+    running = ReportExport.objects.filter(
+        case=case,
+        kind=kind,
+        status__in=[ReportExport.Status.PENDING, ReportExport.Status.RUNNING],
+    ).first()
+    if running is not None:
+        return running
+    export = ReportExport(case=case, kind=kind, created_by=by)
+    export.full_clean()
+    export.save()
+    audit_record(
+        actor=by, action="report.requested", obj=export, case=case, after=_export_state(export)
+    )
+    transaction.on_commit(lambda: _enqueue(export.pk))
+    return export
+
+
+def _enqueue(export_id: int) -> None:
+    from cases.report_tasks import generate_report_export
+
+    generate_report_export.delay(export_id)
+
+
+def report_export_generate(*, export_id: int) -> ReportExport:
+    """Render an export and store its file (worker side). Idempotent: a done export is kept."""
+    export = ReportExport.objects.select_related("case").get(pk=export_id)
+    if export.status == ReportExport.Status.DONE:
+        return export
+    ReportExport.objects.filter(pk=export_id, status=ReportExport.Status.PENDING).update(
+        status=ReportExport.Status.RUNNING
+    )
+    content = report_render(export.case, export.kind)
+    # Storage I/O before the transaction: the database lock is held only to record the result.
+    name = f"reports/{export.case_id}/{uuid.uuid4().hex}.{EXTENSIONS[export.kind]}"
+    stored = default_storage.save(name, ContentFile(content))
+    with transaction.atomic():
+        export = ReportExport.objects.select_for_update().get(pk=export_id)
+        if export.status == ReportExport.Status.DONE:
+            default_storage.delete(stored)  # a concurrent run finished first
+            return export
+        before = _export_state(export)
+        export.status = ReportExport.Status.DONE
+        export.file = stored
+        export.error = ""
+        export.finished_at = timezone.now()
+        export.save(update_fields=["status", "file", "error", "finished_at"])
+        audit_record(
+            actor=None,
+            action="report.generated",
+            obj=export,
+            case=export.case,
+            before=before,
+            after={**_export_state(export), "bytes": len(content)},
+        )
+    return export
+
+
+@transaction.atomic
+def report_export_mark_failed(*, export_id: int, reason: str) -> ReportExport:
+    export = ReportExport.objects.select_for_update().select_related("case").get(pk=export_id)
+    if export.status == ReportExport.Status.DONE:
+        return export
+    before = _export_state(export)
+    export.status = ReportExport.Status.FAILED
+    export.error = reason[:2000]
+    export.finished_at = timezone.now()
+    export.save(update_fields=["status", "error", "finished_at"])
+    audit_record(
+        actor=None,
+        action="report.failed",
+        obj=export,
+        case=export.case,
+        before=before,
+        after={**_export_state(export), "error": export.error},
+    )
+    return export
