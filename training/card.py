@@ -44,7 +44,9 @@ def _machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}; no GPU"
 
 
-def build_card(config, split: dict, state: dict, result: dict, model_path: Path) -> dict:
+def build_card(
+    config, split: dict, state: dict, result: dict, model_path: Path, parameters: int
+) -> dict:
     """The card as a dict (JSON-ready)."""
     history = state.get("history", {})
     return {
@@ -60,7 +62,7 @@ def build_card(config, split: dict, state: dict, result: dict, model_path: Path)
             "validation_groups": split["validation"]["groups"],
         },
         "architecture": ARCHITECTURE,
-        "parameters": 4_828_481,
+        "parameters": int(parameters),
         "preprocessing": PREPROCESSING,
         "hyperparameters": _hyperparameters(config),
         "training": {
@@ -179,11 +181,27 @@ def to_markdown(card: dict) -> str:
         f"Confusion matrix at the threshold: TP {cm['tp']}, FN {cm['fn']}, FP {cm['fp']}, "
         f"TN {cm['tn']}.",
         "",
+        *_evaluation_lines(card.get("evaluations") or []),
         "## Limitations",
         *[f"- {item}" for item in card["limitations"]],
         "",
     ]
     return "\n".join(lines)
+
+
+def _evaluation_lines(evaluations: list[dict]) -> list[str]:
+    """One table row per evaluate_model run recorded on the version."""
+    if not evaluations:
+        return []
+    lines = [
+        "## Evaluations (evaluate_model; 95% CI: bootstrap over patients)",
+        "| data | n | accuracy | AUC | sensitivity | specificity |",
+        "|---|---|---|---|---|---|",
+    ]
+    for e in evaluations:
+        cells = " | ".join(_fmt(e, k) for k in ("accuracy", "auc", "sensitivity", "specificity"))
+        lines.append(f"| `{e['data']}` ({e['evaluated_at']}) | {e['n']} | {cells} |")
+    return [*lines, ""]
 
 
 def _counts(side: dict) -> str:

@@ -91,7 +91,7 @@ def finalize(config: TrainConfig, folder: Path, run: RunData, model, state: dict
     )
     reference = quality_reference(run, model, config.seed, log)
     split = json.loads((folder / "split.json").read_text())
-    model_card = card.build_card(config, split, state, result, model_path)
+    model_card = card.build_card(config, split, state, result, model_path, model.count_params())
     card.write_card(model_card, folder)
     version = _register(config, model_path, result, model_card, reference, log)
     log(f"finalized in {time.monotonic() - started:.0f}s; registered {version.name} (inactive)")

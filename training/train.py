@@ -256,6 +256,21 @@ def load_state(folder: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def should_continue(config: TrainConfig, state: dict) -> bool:
+    """Whether a (resumed) run has epochs left: not stopped early, under the epoch and time limits.
+
+    A run stopped by its time budget continues when resumed with a larger --max-minutes or
+    --epochs; an early-stopped run never trains further.
+    """
+    done = state.get("epoch", 0)
+    if state.get("stopped_early") or done >= config.epochs:
+        return False
+    if config.max_minutes and done:
+        mean = state.get("fit_seconds", 0.0) / done
+        return state.get("fit_seconds", 0.0) + mean <= config.max_minutes * 60
+    return True
+
+
 def _model_for(config: TrainConfig, folder: Path, state: dict, log: Log):
     """A fresh compiled model, or the last checkpoint (with its optimizer state) on resume."""
     import keras
@@ -290,7 +305,8 @@ def fit(config: TrainConfig, folder: Path, run: RunData, log: Log, callbacks: Se
     steps = int(np.ceil(len(run.train_idx) / config.batch_size))
     keras.utils.set_random_seed(config.seed + state.get("epoch", 0))
     run_state = _callbacks_module()(config, folder, state, log, steps)
-    if not state.get("fit_done") and state.get("epoch", 0) < config.epochs:
+    if should_continue(config, state):
+        state.pop("stopped_by_budget", None)
         model.fit(
             train_ds,
             validation_data=val_ds,
@@ -300,7 +316,6 @@ def fit(config: TrainConfig, folder: Path, run: RunData, log: Log, callbacks: Se
             verbose=0,
             shuffle=False,  # the dataset reshuffles itself every epoch (seeded)
         )
-    state["fit_done"] = True
     _write_json(folder / "checkpoint" / "state.json", state)
     best = folder / "checkpoint" / "best.weights.h5"
     if best.exists():

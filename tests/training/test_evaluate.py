@@ -106,3 +106,16 @@ def test_list_models_shows_key_metrics(version, capsys):
     out = capsys.readouterr().out
     assert "tiny-eval" in out and "0.9500" in out and "0.9700" in out
     assert out.splitlines()[0].split()[:4] == ["name", "active", "created", "threshold"]
+
+
+def test_export_writes_a_manifest_that_install_default_model_accepts(version, tmp_path, capsys):
+    dest = tmp_path / "default_model"
+    call_command("export_model", model_version="tiny-eval", dest=str(dest))
+    manifest = json.loads((dest / "manifest.json").read_text())
+    assert manifest["sha256"] == version.sha256 and manifest["file"] == "model.keras"
+    assert {"threshold", "temperature", "quality_reference"} <= set(manifest)
+    assert (dest / "card.json").exists() and (dest / "card.md").exists()
+    version.delete()  # a fresh install: the registry does not know the model yet
+    call_command("install_default_model", dir=str(dest))
+    installed = ModelVersion.objects.get(name="tiny-eval")
+    assert installed.is_active and installed.sha256 == manifest["sha256"]

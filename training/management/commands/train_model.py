@@ -50,6 +50,22 @@ class Command(BaseCommand):
         self.stdout.write(message)
         self.stdout.flush()
 
+    def _check_name(self, name: str) -> None:
+        """Fail before hours of training, not after, on a name that cannot be registered."""
+        from django.core.exceptions import ValidationError
+        from django.core.validators import validate_slug
+
+        from classifier.models import ModelVersion
+
+        try:
+            validate_slug(name)
+        except ValidationError as exc:
+            raise CommandError(
+                f"--name {name!r} must be a slug (letters, digits, - and _)"
+            ) from exc
+        if ModelVersion.objects.filter(name=name).exists():
+            raise CommandError(f"a model version named {name!r} already exists")
+
     def _config(self, options) -> tuple[TrainConfig, bool]:
         name = options["name"] or datetime.now().strftime("cnn-%Y%m%d-%H%M%S")
         output = Path(options["output"] or Path(settings.VAR_DIR) / "training" / name)
@@ -71,6 +87,7 @@ class Command(BaseCommand):
             return config, True
         if not options["data"]:
             raise CommandError("--data is required")
+        self._check_name(name)
         config = TrainConfig(
             data=str(Path(options["data"]).resolve()),
             name=name,

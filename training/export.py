@@ -1,0 +1,51 @@
+"""Export a registered version as the shipped default model (classifier/default_model/).
+
+Writes model.keras (the verified stored file), card.json and card.md (the version's card plus
+its recorded evaluations) and manifest.json (name, file, sha256, threshold, temperature,
+quality_reference, metrics), which classifier's install_default_model registers on a fresh
+install.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from classifier.models import ModelVersion
+from classifier.registry import sha256_of, verify_file
+from training.card import write_card
+
+CALIBRATION_NOTE = (
+    "p = sigmoid(logit / temperature), logit = input of the final sigmoid; "
+    "parasitized when p >= threshold"
+)
+
+
+def export_version(version: ModelVersion, dest: Path) -> dict:
+    """Copy the version's files into dest; returns the manifest."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    model_path = dest / "model.keras"
+    shutil.copyfile(verify_file(version), model_path)
+    sha = sha256_of(model_path)
+    if sha != version.sha256:
+        raise ValueError(f"copy of {version.name} has sha256 {sha}, expected {version.sha256}")
+    if version.card:
+        evaluations = (version.metrics or {}).get("evaluations", [])
+        write_card({**version.card, "evaluations": evaluations}, dest)
+    else:  # registered by hand, without training's card
+        (dest / "card.json").write_text("{}\n")
+        (dest / "card.md").write_text(f"# {version.name}\n\nNo model card was recorded.\n")
+    manifest = {
+        "name": version.name,
+        "file": model_path.name,
+        "sha256": sha,
+        "threshold": version.threshold,
+        "temperature": version.temperature,
+        "calibration": CALIBRATION_NOTE,
+        "metrics": version.metrics,
+        "quality_reference": version.quality_reference,
+    }
+    (dest / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest

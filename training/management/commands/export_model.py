@@ -1,0 +1,39 @@
+"""manage.py export_model --version V [--dest DIR]: ship a version as classifier/default_model/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from classifier.models import ModelVersion
+from classifier.registry import ModelFileError
+
+
+class Command(BaseCommand):
+    help = "Write model.keras, card.json, card.md and manifest.json of a version into a folder."
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        kwargs.setdefault("conflict_handler", "resolve")  # our --version is the model's
+        return super().create_parser(prog_name, subcommand, **kwargs)
+
+    def add_arguments(self, parser):
+        parser.add_argument("--version", dest="model_version", required=True)
+        parser.add_argument(
+            "--dest", default=str(Path(settings.BASE_DIR) / "classifier" / "default_model")
+        )
+
+    def handle(self, *args, **options):
+        from training.export import export_version
+
+        version = ModelVersion.objects.filter(name=options["model_version"]).first()
+        if version is None:
+            raise CommandError(f"no model version named {options['model_version']!r}")
+        try:
+            manifest = export_version(version, Path(options["dest"]))
+        except (ModelFileError, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(
+            f"exported {manifest['name']} (sha256 {manifest['sha256']}) to {options['dest']}"
+        )
