@@ -126,6 +126,8 @@
           });
         } else {
           var why = result.body && result.body.error ? result.body.error
+            : result.status === 200 ? "the session may have expired: reload the page and log in"
+            : result.status === 413 ? "the request was too large"
             : result.status ? "the server answered HTTP " + result.status : "the connection failed";
           refused += chunk.length;
           chunk.forEach(function (file) { problem(file.name + ": not uploaded (" + why + ")"); });
