@@ -224,14 +224,16 @@ def _callbacks_module():
 
         def _report(self, epoch, logs, seconds, lr):
             done = self.state["epoch"]
-            remaining = self.config.epochs - done
             mean = self.state["fit_seconds"] / max(len(self.state["history"]["loss"]), 1)
+            left = (self.config.epochs - done) * mean
+            if self.config.max_minutes:  # the time budget ends the run sooner
+                left = min(left, max(self.config.max_minutes * 60 - self.state["fit_seconds"], 0))
             self.log(
                 f"epoch {done}/{self.config.epochs} ({seconds:.0f}s) "
                 f"loss {logs['loss']:.4f} acc {logs['accuracy']:.4f} auc {logs['auc']:.4f} | "
                 f"val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f} "
                 f"val_auc {logs['val_auc']:.4f} | lr {lr:.1e} | best epoch "
-                f"{self.state.get('best_epoch')} | ETA {remaining * mean / 60:.1f} min "
+                f"{self.state.get('best_epoch')} | ETA {left / 60:.1f} min "
                 f"(at most; early stopping may end sooner)"
             )
 

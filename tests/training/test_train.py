@@ -64,6 +64,7 @@ def test_train_model_writes_card_plots_and_an_inactive_version(nih_folder, var_d
     assert version.file.name == "models/synthetic-v1.keras"
     assert version.threshold == card["threshold"] and version.temperature == card["temperature"]
     assert 0 <= version.metrics["validation"]["accuracy"] <= 1
+    assert version.quality_reference  # classifier.quality.build_reference on training images
     out = capsys.readouterr().out
     assert "epoch 2/2" in out and "ETA" in out and "val_auc" in out
 
