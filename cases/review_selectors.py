@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Case as CaseWhen
-from django.db.models import Count, F, IntegerField, Prefetch, Q, QuerySet, When
+from django.db.models import CharField, Count, F, IntegerField, Prefetch, Q, QuerySet, When
+from django.db.models.functions import Cast
 
-from cases.models import AuditEvent, Case, Image, Notification, Prediction, Review
+from cases.models import AuditEvent, Case, Image, Notification, Patient, Prediction, Review
 from cases.selectors import cases_visible, user_has_role, user_sites
 from cases.summary import case_summary, is_near_threshold, prediction_of, wilson_interval
 
@@ -225,11 +226,21 @@ def notifications_for(user: AbstractBaseUser) -> QuerySet[Notification]:
 
 
 def audit_events_visible(user: AbstractBaseUser) -> QuerySet[AuditEvent]:
-    """Superusers and staff see the whole trail; a lab admin the events of their sites' cases."""
+    """Superusers and staff see the whole trail; a lab admin their sites' cases and patients."""
     events = AuditEvent.objects.select_related("case", "case__patient").order_by("-seq")
     if user.is_superuser or user.is_staff:
         return events
-    return events.filter(Q(case__patient__site__in=user_sites(user)) | Q(actor=user))
+    sites = user_sites(user)
+    patient_ids = (
+        Patient.objects.filter(site__in=sites)
+        .annotate(key=Cast("pk", output_field=CharField()))
+        .values("key")
+    )
+    return events.filter(
+        Q(case__patient__site__in=sites)
+        | Q(object_type="cases.patient", object_id__in=patient_ids)
+        | Q(actor=user)
+    )
 
 
 def audit_events_filter(
