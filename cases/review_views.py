@@ -28,7 +28,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from cases import reports, reviews
-from cases.models import Case, Image, Notification, ReportExport, Review
+from cases.models import Case, Image, Notification, Prediction, ReportExport, Review
 from cases.review_forms import (
     AuditFilterForm,
     DecisionForm,
@@ -116,13 +116,41 @@ def release(request: HttpRequest, case_id: int) -> HttpResponse:
 # --- The review page ------------------------------------------------------------------------
 
 
+def _review_text(review: Review | None) -> str:
+    if review is None:
+        return ""
+    text = f"{review.get_decision_display()}: {review.get_label_display()}"
+    return f"{text} ({review.get_reason_code_display()})" if review.reason_code else text
+
+
 def _image_item(image: Image, margin: float) -> dict:
+    """One cell of the review grid, its strings prepared here (500 cells render in one page)."""
     prediction = image.prediction
+    review = current_review(image)
+    near = is_near_threshold(prediction, margin)
+    classes = ["review-thumb"]
+    for flag, name in (
+        (review is not None, "is-reviewed"),
+        (review is not None and review.decision == Review.Decision.OVERRIDE, "is-override"),
+        (near, "is-near"),
+        (not prediction.quality_ok, "is-flagged"),
+        (prediction.label == Prediction.Label.PARASITIZED, "is-positive"),
+    ):
+        if flag:
+            classes.append(name)
     return {
         "image": image,
         "prediction": prediction,
-        "review": current_review(image),
-        "near": is_near_threshold(prediction, margin),
+        "review": review,
+        "near": near,
+        "classes": " ".join(classes),
+        "prob": f"{prediction.probability:.3f}",
+        "prob2": f"{prediction.probability:.2f}",
+        "threshold": f"{prediction.threshold:.3f}",
+        "short": "P" if prediction.label == Prediction.Label.PARASITIZED else "U",
+        "review_short": "" if review is None else review.label[0].upper(),
+        "review_text": _review_text(review),
+        "quality_flags": ", ".join(map(str, prediction.quality_flags)),
         "file_url": reverse("image_file", args=[image.pk]),
         "heatmap_url": reverse("image_heatmap", args=[image.pk]) if prediction.heatmap else "",
         "decide_url": reverse("review_decide", args=[image.pk]),
