@@ -264,3 +264,15 @@ def test_the_review_page_query_count_does_not_grow_with_images(client, case, cli
     add_cells(case, clinician, [i / 60 for i in range(60)])
     many, _ = _review_page_queries(client, case)
     assert many == few
+
+
+def test_the_nav_include_shows_the_queue_badge(ready, reviewer, rf):
+    from django.template import engines
+
+    request = rf.get("/")
+    request.user = reviewer
+    request.resolver_match = None
+    context = {"request": request, "user": reviewer, "is_reviewer": True, **review_badges(request)}
+    html = engines["django"].from_string('{% include "review/_nav.html" %}').render(context)
+    assert reverse("review_queue") in html
+    assert 'aria-label="1 new cases to review">1</span>' in html
