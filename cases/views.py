@@ -22,6 +22,7 @@ from cases import selectors, services
 from cases.forms import CaseFilterForm, CaseForm, PatientForm, UploadKindForm, add_service_errors
 from cases.permissions import can_write, require_writer
 from cases.presenters import case_status_payload
+from cases.review_selectors import case_review_counts
 from cases.services import UploadOutcome
 from cases.summary import prediction_of
 
@@ -108,6 +109,7 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
         "notes_form": CaseForm(initial={"clinical_notes": case.clinical_notes}),
         "upload_form": UploadKindForm(),
         "upload_max_mb": settings.UPLOAD_MAX_FILE_MB,
+        "review_counts": case_review_counts(case),
     }
     return render(request, "cases/case_detail.html", context)
 

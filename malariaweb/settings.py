@@ -71,6 +71,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "cases.context_processors.navigation",
+                "cases.review_context.review_badges",
             ],
         },
     },
@@ -213,6 +214,8 @@ ANALYSIS_REQUEUE_ON_START = env_bool("ANALYSIS_REQUEUE_ON_START", True)
 # --- Review ---------------------------------------------------------------------------------
 # Four-eyes rule: the reviewer who signs a case off must not be the user who uploaded it.
 REVIEW_FOUR_EYES = env_bool("REVIEW_FOUR_EYES", True)
+# Reports of cases with more images than this are built by a worker, then offered for download.
+REPORT_DIRECT_MAX_IMAGES = env_int("REPORT_DIRECT_MAX_IMAGES", 200, minimum=1)
 # Images whose probability lies within this distance of the threshold are flagged "uncertain".
 ANALYSIS_UNCERTAIN_MARGIN = env_float("ANALYSIS_UNCERTAIN_MARGIN", 0.15)
 
