@@ -26,7 +26,11 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, help="split / initialisation seed (42)")
         parser.add_argument("--name", help="version name (slug); default cnn-<timestamp>")
         parser.add_argument("--output", help="run folder (default var/training/<name>)")
-        parser.add_argument("--resume", action="store_true", help="continue the run in --output")
+        parser.add_argument(
+            "--resume",
+            action="store_true",
+            help="continue the run in --output (or var/training/<name>)",
+        )
         parser.add_argument(
             "--include-reviewed",
             action="store_true",
