@@ -1,0 +1,83 @@
+"""The benchmark scripts keep working (their figures are read by people and scripts, not asserted)."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def last_json_line(output: str) -> dict:
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def run(args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "CELERY"))}
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_engine_benchmark_prints_its_figures_as_json(tiny_model_path):
+    result = run(
+        [
+            "bench/engine.py",
+            "--n",
+            "16",
+            "--n-naive",
+            "4",
+            "--batch-size",
+            "8",
+            "--rounds",
+            "1",
+            "--seconds",
+            "0.1",
+            "--model",
+            str(tiny_model_path),
+        ]
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = last_json_line(result.stdout)
+    for key in ("naive_cells_per_s", "engine_cells_per_s", "forward_cells_per_s", "batch_size"):
+        assert figures[key] > 0, key
+
+
+def test_pipeline_benchmark_runs_a_platform_end_to_end(tiny_model_path, tmp_path):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "model.keras").write_bytes(tiny_model_path.read_bytes())
+    manifest = {
+        "name": "tiny-bench",
+        "sha256": hashlib.sha256(tiny_model_path.read_bytes()).hexdigest(),
+        "threshold": 0.5,
+    }
+    (model_dir / "manifest.json").write_text(json.dumps(manifest))
+    result = run(
+        [
+            "bench/pipeline.py",
+            "--n",
+            "24",
+            "--singles",
+            "2",
+            "--chunk",
+            "10",
+            "--model-dir",
+            str(model_dir),
+        ]
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    figures = last_json_line(result.stdout)
+    assert figures["n"] == 24 and figures["rejected"] == 0
+    assert figures["end_to_end_cells_per_s"] > 0
+    assert figures["single_latency_p95_s"] >= figures["single_latency_p50_s"] > 0
