@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -297,8 +298,9 @@ def _analyse_cells(cells: list[Image], report: AnalysisReport) -> None:
     )
 
 
-def analyse_images(*, image_ids: list[int], batch_size: int = 64) -> AnalysisReport:
+def analyse_images(*, image_ids: list[int], batch_size: int | None = None) -> AnalysisReport:
     """Analyse the given images: segment field images, classify cells, store heatmaps."""
+    batch_size = batch_size or settings.ANALYSIS_BATCH_SIZE
     report = AnalysisReport()
     claimed = _claim(image_ids)
     report.skipped.extend(sorted(set(image_ids) - {img.pk for img in claimed}))

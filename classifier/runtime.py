@@ -9,6 +9,7 @@ import os
 import tempfile
 import threading
 
+from django.conf import settings
 from django.core.files.storage import default_storage
 
 from classifier.models import ModelVersion
@@ -34,6 +35,7 @@ def _load_engine(version: ModelVersion):
         "threshold": version.threshold,
         "temperature": version.temperature,
         "quality_reference": version.quality_reference or None,
+        "batch_size": settings.ANALYSIS_BATCH_SIZE,
     }
     try:
         local_path = default_storage.path(version.file.name)

@@ -207,7 +207,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "malaria")
-ANALYSIS_BATCH_SIZE = env_int("ANALYSIS_BATCH_SIZE", 32, minimum=1)
+ANALYSIS_BATCH_SIZE = env_int("ANALYSIS_BATCH_SIZE", 64, minimum=1)
 # A starting worker re-sends images left queued/processing (lost messages, killed workers).
 ANALYSIS_REQUEUE_ON_START = env_bool("ANALYSIS_REQUEUE_ON_START", True)
 
