@@ -1,7 +1,14 @@
+import json
+
 from django.contrib import admin
-from django.http import HttpRequest
+from django.core.files.storage import default_storage
+from django.http import FileResponse, Http404, HttpRequest
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 
 from classifier.models import ModelVersion
+
+PLOT_KINDS = ("roc", "confusion_matrix", "reliability")
 
 # Metrics worth a column in the list; others are on the detail page.
 LISTED_METRICS = ("auc", "sensitivity", "specificity", "accuracy")
@@ -16,6 +23,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
     # admin action added in cases/admin.py (classifier must not import cases); only the notes are
     # edited by hand.
     readonly_fields = [
+        "model_card",
+        "evaluation_plots",
         "name",
         "file",
         "sha256",
@@ -43,3 +52,84 @@ class ModelVersionAdmin(admin.ModelAdmin):
             if isinstance(metrics.get(k), int | float)
         ]
         return ", ".join(shown) or "—"
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.plot_view)
+        return [
+            path("<int:pk>/plots/<int:index>/<str:kind>.png", view, name="classifier_plot"),
+            *super().get_urls(),
+        ]
+
+    def plot_view(self, request: HttpRequest, pk: int, index: int, kind: str) -> FileResponse:
+        """Stream one evaluation plot from storage (staff only, through the admin site)."""
+        version = self.get_object(request, str(pk))
+        if (
+            version is None
+            or not self.has_view_permission(request, version)
+            or kind not in PLOT_KINDS
+        ):
+            raise Http404
+        evaluations = (version.metrics or {}).get("evaluations", [])
+        if not 0 <= index < len(evaluations):
+            raise Http404
+        name = evaluations[index].get("stored_plots", {}).get(kind)
+        if not name or not default_storage.exists(name):
+            raise Http404
+        return FileResponse(default_storage.open(name, "rb"), content_type="image/png")
+
+    @admin.display(description="model card")
+    def model_card(self, obj: ModelVersion):
+        card = obj.card or {}
+        if not card:
+            return "—"
+        return format_html(
+            "<table>{}</table>",
+            format_html_join(
+                "",
+                "<tr><th>{}</th><td><pre style='white-space:pre-wrap'>{}</pre></td></tr>",
+                ((key, _plain(value)) for key, value in card.items()),
+            ),
+        )
+
+    @admin.display(description="evaluations")
+    def evaluation_plots(self, obj: ModelVersion):
+        evaluations = (obj.metrics or {}).get("evaluations", [])
+        if not evaluations:
+            return "No evaluation yet: python manage.py evaluate_model --data DIR --version NAME"
+        blocks = []
+        for index, evaluation in enumerate(evaluations):
+            images = format_html_join(
+                "",
+                "<img src='{}' alt='{}' style='max-width:32%;margin:2px'>",
+                (
+                    (reverse("admin:classifier_plot", args=[obj.pk, index, kind]), kind)
+                    for kind in PLOT_KINDS
+                    if kind in evaluation.get("stored_plots", {})
+                ),
+            )
+            blocks.append(
+                format_html(
+                    "<p><strong>{}</strong> on {}: n={}, accuracy {}, AUC {}, sensitivity {}, "
+                    "specificity {}, threshold {}</p><div>{}</div>",
+                    evaluation.get("evaluated_at"),
+                    evaluation.get("data"),
+                    evaluation.get("n"),
+                    _num(evaluation.get("accuracy")),
+                    _num(evaluation.get("auc")),
+                    _num(evaluation.get("sensitivity")),
+                    _num(evaluation.get("specificity")),
+                    _num(evaluation.get("threshold")),
+                    images,
+                )
+            )
+        return format_html_join("", "{}", ((block,) for block in blocks))
+
+
+def _num(value) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) else "—"
+
+
+def _plain(value) -> str:
+    if isinstance(value, dict | list):
+        return json.dumps(value, indent=2)
+    return str(value)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
 
 from classifier.models import ModelVersion
 from classifier.registry import active_version, verify_file
@@ -101,10 +103,21 @@ def record_evaluation(version: ModelVersion, result: dict) -> None:
     """Append a summary (metrics, intervals, paths) to the version's metrics JSON."""
     summary = {key: result[key] for key in (*SUMMARY_KEYS, "confusion_matrix", "ci95")}
     summary.update({k: result[k] for k in ("data", "evaluated_at", "folder", "plots")})
+    summary["stored_plots"] = store_plots(version, result["evaluated_at"], result["plots"])
     metrics = dict(version.metrics or {})
     metrics["evaluations"] = [*metrics.get("evaluations", []), summary]
     version.metrics = metrics
     version.save(update_fields=["metrics"])
+
+
+def store_plots(version: ModelVersion, stamp: str, plot_paths: dict[str, str]) -> dict[str, str]:
+    """Copy the plots into the shared storage, where the admin pages of every machine find them."""
+    stored = {}
+    for kind, path in plot_paths.items():
+        with open(path, "rb") as handle:
+            name = f"models/{version.name}/evaluations/{stamp}/{kind}.png"
+            stored[kind] = default_storage.save(name, File(handle))
+    return stored
 
 
 def strict_json(value):
