@@ -8,6 +8,9 @@ training/, and no TensorFlow. Activation writes audit events and therefore lives
 from __future__ import annotations
 
 import hashlib
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -82,11 +85,46 @@ def active_version() -> ModelVersion | None:
 
 
 def verify_file(version: ModelVersion) -> str:
-    """Return the version's stored file path after checking its SHA-256; raise ModelFileError.
+    """Check the stored file's SHA-256 (raise ModelFileError) and return a local path to it.
 
     The error names the recorded and the actual hash, so a tampered or corrupted file is
-    refused with a message that says exactly what did not match.
+    refused with a message that says exactly what did not match. Local storage only; with
+    remote storage (S3) use local_model_file().
     """
+    _check_stored(version)
+    return version.file.path
+
+
+@contextmanager
+def local_model_file(version: ModelVersion) -> Iterator[str]:
+    """A verified local path to the version's file, from any storage (a temp copy if remote).
+
+    The hash is checked on the local bytes that the caller will load, so nothing can change
+    between the check and the load.
+    """
+    storage = version.file.storage
+    try:
+        path = storage.path(version.file.name)
+    except NotImplementedError:
+        path = None
+    if path is not None:
+        yield verify_file(version)
+        return
+    with tempfile.NamedTemporaryFile(suffix=".keras") as handle:
+        with storage.open(version.file.name, "rb") as remote:
+            for chunk in iter(lambda: remote.read(_CHUNK), b""):
+                handle.write(chunk)
+        handle.flush()
+        actual = sha256_of(handle.name)
+        if actual != version.sha256:
+            raise ModelFileError(
+                f"model file {version.file.name} of version {version.name!r} does not match its "
+                f"registry entry: expected sha256 {version.sha256}, found {actual}"
+            )
+        yield handle.name
+
+
+def _check_stored(version: ModelVersion) -> None:
     if not version.file or not version.file.storage.exists(version.file.name):
         raise ModelFileError(f"model file of version {version.name!r} is missing")
     with version.file.storage.open(version.file.name, "rb") as handle:
@@ -96,4 +134,3 @@ def verify_file(version: ModelVersion) -> str:
             f"model file {version.file.name} of version {version.name!r} does not match its "
             f"registry entry: expected sha256 {version.sha256}, found {actual}"
         )
-    return version.file.path

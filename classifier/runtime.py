@@ -5,14 +5,12 @@ only when a model is actually loaded, so importing this module is safe anywhere.
 """
 
 import logging
-import os
-import tempfile
 import threading
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 
 from classifier.models import ModelVersion
+from classifier.registry import ModelFileError, local_model_file
 
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -28,7 +26,7 @@ def _version_key(version: ModelVersion) -> tuple:
 
 
 def _load_engine(version: ModelVersion):
-    from classifier.engine import Engine
+    from classifier.engine import Engine, ModelIntegrityError
 
     options = {
         "expected_sha256": version.sha256,
@@ -37,23 +35,12 @@ def _load_engine(version: ModelVersion):
         "quality_reference": version.quality_reference or None,
         "batch_size": settings.ANALYSIS_BATCH_SIZE,
     }
+    # Engine.load checks the hash again on exactly the bytes it loads (fail closed).
     try:
-        local_path = default_storage.path(version.file.name)
-    except NotImplementedError:
-        local_path = None
-    if local_path is not None:
-        return Engine.load(local_path, **options)
-    # Remote storage (S3): copy to a private temporary file; Engine.load checks the hash of
-    # exactly the bytes it loads.
-    with tempfile.NamedTemporaryFile(suffix=".keras", delete=False) as handle:
-        with default_storage.open(version.file.name, "rb") as remote:
-            for chunk in iter(lambda: remote.read(1 << 20), b""):
-                handle.write(chunk)
-        temp_path = handle.name
-    try:
-        return Engine.load(temp_path, **options)
-    finally:
-        os.unlink(temp_path)
+        with local_model_file(version) as path:
+            return Engine.load(path, **options)
+    except ModelFileError as exc:
+        raise ModelIntegrityError(f"SHA-256 check failed, model refused: {exc}") from exc
 
 
 def active_engine() -> tuple[ModelVersion, object]:

@@ -20,7 +20,7 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 
 from classifier.models import ModelVersion
-from classifier.registry import active_version, verify_file
+from classifier.registry import active_version, local_model_file
 from training import calibration, plots
 from training.data import decode_all, list_folder
 from training.metrics import summarize
@@ -59,8 +59,8 @@ def load_verified_model(version: ModelVersion):
     """Load the version's Keras model after its SHA-256 check (ModelFileError if it fails)."""
     import keras
 
-    path = verify_file(version)
-    return keras.models.load_model(path, compile=False)
+    with local_model_file(version) as path:
+        return keras.models.load_model(path, compile=False)
 
 
 def calibrated_probabilities(version: ModelVersion, images: np.ndarray) -> np.ndarray:

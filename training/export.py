@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from classifier.models import ModelVersion
-from classifier.registry import sha256_of, verify_file
+from classifier.registry import local_model_file, sha256_of
 from training.card import write_card
 
 CALIBRATION_NOTE = (
@@ -27,7 +27,8 @@ def export_version(version: ModelVersion, dest: Path) -> dict:
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     model_path = dest / "model.keras"
-    shutil.copyfile(verify_file(version), model_path)
+    with local_model_file(version) as verified:
+        shutil.copyfile(verified, model_path)
     sha = sha256_of(model_path)
     if sha != version.sha256:
         raise ValueError(f"copy of {version.name} has sha256 {sha}, expected {version.sha256}")

@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from cases.services import model_activate
 from classifier.models import ModelVersion
-from classifier.registry import ModelFileError, verify_file
+from classifier.registry import ModelFileError, local_model_file
 
 
 class Command(BaseCommand):
@@ -17,7 +17,8 @@ class Command(BaseCommand):
             names = ", ".join(ModelVersion.objects.values_list("name", flat=True)) or "none"
             raise CommandError(f"No model version named {options['name']!r} (known: {names}).")
         try:
-            verify_file(version)
+            with local_model_file(version):
+                pass  # the file is there and matches its SHA-256
         except ModelFileError as exc:
             raise CommandError(f"Refusing to activate: {exc}") from exc
         previous = ModelVersion.objects.filter(is_active=True).first()
