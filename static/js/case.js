@@ -282,6 +282,19 @@
     var data = await response.json();
     render(data);
     if (!data.done) startPolling(POLL_MS);
+    else refreshServerSections();
+  }
+
+  // The AI/reviewer counts and the history are rendered by the server: when analysis ends,
+  // fetch the page once and swap those sections in, without reloading what the user looks at.
+  async function refreshServerSections() {
+    var response = await fetch(window.location.href, { credentials: "same-origin" });
+    if (!response.ok) return;
+    var fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    document.querySelectorAll("[data-refresh]").forEach(function (section) {
+      var replacement = fresh.querySelector('[data-refresh="' + section.dataset.refresh + '"]');
+      if (replacement) section.replaceWith(replacement);
+    });
   }
 
   function startPolling(delay) {

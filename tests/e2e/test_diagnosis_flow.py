@@ -183,6 +183,10 @@ def test_clinician_uploads_reviewer_signs_off_clinician_downloads_the_report(
             re.compile(r"\d+\.\d\d %")
         )
         expect(clin.locator("#image-count")).to_have_text(f"({GOOD_FILES})")
+        # The server-rendered AI/reviewer counts are refreshed in place when analysis ends.
+        expect(clin.locator("[data-refresh=review-counts] tbody tr").first).to_contain_text(
+            f"Cells with a result{GOOD_FILES}", timeout=ANALYSIS_TIMEOUT_MS
+        )
         steps.shot(clin, "results")
         clin.get_by_label("Heatmap overlay").check()
         clin.locator("#image-grid").scroll_into_view_if_needed()
