@@ -69,8 +69,11 @@ def percentile(values: list[float], q: float) -> float:
 class Platform:
     """The web server and one worker, in child processes, on a private var folder."""
 
-    def __init__(self, var_dir: Path, database_url: str, broker_url: str, model_dir: str) -> None:
+    def __init__(
+        self, var_dir: Path, database_url: str, broker_url: str, model_dir: str, concurrency: int
+    ) -> None:
         self.model_dir = model_dir
+        self.concurrency = concurrency
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -265,13 +268,14 @@ def main() -> None:
         default="",
         help="a model folder with manifest.json (default: the shipped classifier/default_model)",
     )
+    parser.add_argument("--concurrency", type=int, default=1, help="worker processes (one worker)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
 
     var_dir = Path(tempfile.mkdtemp(prefix="malaria-bench-"))
     database_url = args.database_url or f"sqlite:///{var_dir / 'db.sqlite3'}"
     cells, source = load_cells(args.n + args.singles)
-    platform = Platform(var_dir, database_url, args.broker_url, args.model_dir)
+    platform = Platform(var_dir, database_url, args.broker_url, args.model_dir, args.concurrency)
     try:
         platform.start()
         use_platform_database(platform.env)
@@ -305,6 +309,7 @@ def main() -> None:
         "single_latency_p50_s": round(statistics.median(singles), 3),
         "single_latency_p95_s": round(percentile(singles, 95), 3),
         "singles": len(singles),
+        "worker_concurrency": args.concurrency,
     }
     print(
         f"batch of {figures['n']} cells: {figures['end_to_end_cells_per_s']} cells/s end to end, "
