@@ -7,18 +7,13 @@ fall on the same side of the split. cases/ is imported lazily and only read, nev
 
 from __future__ import annotations
 
-from django.core.management.base import CommandError
-
 REVIEW_LABELS = {"parasitized": 1, "uninfected": 0}
 
 
 def _review_model():
-    from cases import models as case_models
+    from cases.models import Image, Review
 
-    review = getattr(case_models, "Review", None)
-    if review is None:
-        raise CommandError("reviewed labels are not available yet")
-    return case_models.Image, review
+    return Image, Review
 
 
 def latest_labels() -> dict[int, str]:

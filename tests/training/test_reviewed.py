@@ -6,7 +6,6 @@ import json
 import pytest
 from django.core.files.base import ContentFile
 from django.core.management import call_command
-from django.core.management.base import CommandError
 
 from cases import models as case_models
 from training.data import list_folder
@@ -51,12 +50,6 @@ def test_reviewed_images_carry_the_latest_label_and_their_case_as_group(reviewed
         (0, f"case-{reviewed_case.pk}"),
     ]
     assert all(isinstance(data, bytes) and data[:4] == b"\x89PNG" for data, _, _ in examples)
-
-
-def test_without_a_review_model_the_command_says_so(monkeypatch):
-    monkeypatch.delattr(case_models, "Review")
-    with pytest.raises(CommandError, match="reviewed labels are not available yet"):
-        reviewed_examples()
 
 
 def test_include_reviewed_adds_them_to_training_as_one_group(reviewed_case, nih_folder, var_dir):
