@@ -36,10 +36,9 @@ run: $(RUN_STAMP)
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py setup_platform
 	$(BIN)/python manage.py install_default_model
-	@set -m; \
-	$(BIN)/celery -A malariaweb worker --loglevel=info --concurrency=1 > var/worker.log 2>&1 & \
+	@$(BIN)/celery -A malariaweb worker --loglevel=info --concurrency=1 > var/worker.log 2>&1 & \
 	worker=$$!; \
-	trap 'kill -TERM -- -$$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
+	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	echo "Celery worker started (pid $$worker, log: var/worker.log)"; \
 	echo "Open http://127.0.0.1:8000 (Ctrl-C stops the web server and the worker)"; \
 	$(BIN)/python manage.py runserver 127.0.0.1:8000
