@@ -1,5 +1,7 @@
 """A real worker process consumes real tasks from the broker (Redis in CI, filesystem embedded)."""
 
+import signal
+
 import numpy as np
 import pytest
 from django.db import connection
@@ -45,15 +47,23 @@ def kill_mid_batch_then_recover(case, clinician, start_worker) -> list[int]:
     first = start_worker()
     ids = upload(case, clinician, 96)  # six batches of 16
 
-    def mid_batch() -> bool:
-        # A batch is finished and the next one is claimed but not finished: kill now.
-        processing = Image.objects.filter(pk__in=ids, status=Image.Status.PROCESSING).count()
-        return 16 <= done_count(ids) < 96 and processing > 0
+    def processing() -> int:
+        return Image.objects.filter(pk__in=ids, status=Image.Status.PROCESSING).count()
 
-    wait_for(mid_batch, worker=first, interval=0.01)
+    def frozen_mid_batch() -> bool:
+        # A batch is finished and the next one is claimed but not finished. Freeze the worker
+        # first, so that it cannot finish that batch between this check and the kill.
+        if not (16 <= done_count(ids) < 96 and processing() > 0):
+            return False
+        first.process.send_signal(signal.SIGSTOP)
+        if processing() > 0:
+            return True
+        first.process.send_signal(signal.SIGCONT)  # it finished just now: try the next batch
+        return False
+
+    wait_for(frozen_mid_batch, worker=first, interval=0.01)
     first.kill()
-    interrupted = Image.objects.filter(pk__in=ids, status=Image.Status.PROCESSING).count()
-    assert interrupted > 0
+    assert processing() > 0
     second = start_worker()
     wait_for(lambda: done_count(ids) == 96, worker=second)
     assert Prediction.objects.filter(image_id__in=ids).count() == 96
