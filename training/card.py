@@ -103,6 +103,12 @@ def _hyperparameters(config) -> dict:
             f"min {config.min_lr}"
         ),
         "augmentation": config.augmentation,
+        "weight_average": (
+            f"exponential moving average of the weights, momentum {config.ema_momentum} per "
+            "step; the average is what is validated, early-stopped on and shipped"
+            if getattr(config, "ema_momentum", None)
+            else "none (the raw weights of the best epoch are shipped)"
+        ),
         "seed": config.seed,
     }
 

@@ -50,6 +50,9 @@ class TrainConfig:
     lr_patience: int = 2  # epochs without a lower validation loss before halving the LR
     lr_factor: float = 0.5
     min_lr: float = 1e-5
+    # Exponential moving average of the weights (per step); when set, the averaged weights are
+    # the ones validated, early-stopped on and shipped.
+    ema_momentum: float | None = None
     sensitivity_target: float = 0.97
     bootstrap_reps: int = 1000
     augmentation: dict = field(default_factory=lambda: Augmentation().as_dict())
@@ -148,10 +151,12 @@ def _callbacks_module():
         continues exactly where it stopped (same patience counters, best weights, LR, history).
         """
 
-        def __init__(self, config: TrainConfig, folder: Path, state: dict, log: Log, steps: int):
+        def __init__(
+            self, config: TrainConfig, folder: Path, state: dict, log: Log, steps: int, val_ds=None
+        ):
             super().__init__()
             self.config, self.folder, self.state, self.log = config, folder, state, log
-            self.steps = steps
+            self.steps, self.val_ds = steps, val_ds
             self.epoch_started = 0.0
 
         def on_train_begin(self, logs=None):
@@ -177,8 +182,16 @@ def _callbacks_module():
             logs = dict(logs or {})
             seconds = time.monotonic() - self.epoch_started
             lr = float(np.asarray(self.model.optimizer.learning_rate))
+            if self.val_ds is not None:
+                # Validate (and keep as best) the weight average, then train on from the raw weights.
+                raw = self._swap_in_average()
+                logs.update(self._validate())
+                self._keep_if_best(epoch, logs["val_loss"])
+                self._restore(raw)
+            else:
+                self._keep_if_best(epoch, logs["val_loss"])
             self._record(epoch, logs, seconds, lr)
-            self._plateau(epoch, logs["val_loss"], lr)
+            self._plateau(epoch, lr)
             self._save_checkpoint()
             self._report(epoch, logs, seconds, lr)
             self._budget()
@@ -190,12 +203,42 @@ def _callbacks_module():
             self.state["epoch"] = epoch + 1
             self.state["fit_seconds"] = self.state.get("fit_seconds", 0.0) + seconds
 
-        def _plateau(self, epoch, val_loss, lr):
-            cfg, st = self.config, self.state
-            if val_loss < st.get("best_val_loss", float("inf")):
+        def _swap_in_average(self) -> list:
+            weights = self.model.trainable_variables
+            raw = [np.array(v) for v in weights]
+            for variable, average in zip(
+                weights, self.model.optimizer._model_variables_moving_average, strict=True
+            ):
+                variable.assign(average)
+            return raw
+
+        def _restore(self, raw: list) -> None:
+            for variable, value in zip(self.model.trainable_variables, raw, strict=True):
+                variable.assign(value)
+
+        def _validate(self) -> dict[str, float]:
+            from training.metrics import roc_auc
+
+            probs, labels = [], []
+            for x, y in self.val_ds:
+                probs.append(np.asarray(self.model(x, training=False), np.float64)[:, 0])
+                labels.append(np.asarray(y)[:, 0])
+            p, y = np.clip(np.concatenate(probs), 1e-7, 1 - 1e-7), np.concatenate(labels)
+            loss = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+            accuracy = np.mean((p >= 0.5) == (y == 1))
+            return {"val_loss": loss, "val_accuracy": accuracy, "val_auc": roc_auc(y, p)}
+
+        def _keep_if_best(self, epoch, val_loss):
+            st = self.state
+            st["improved"] = bool(val_loss < st.get("best_val_loss", float("inf")))
+            if st["improved"]:
                 st.update(best_val_loss=float(val_loss), best_epoch=epoch + 1)
-                st.update(stop_wait=0, lr_wait=0)
                 self.model.save_weights(self.folder / "checkpoint" / "best.weights.h5")
+
+        def _plateau(self, epoch, lr):
+            cfg, st = self.config, self.state
+            if st.pop("improved"):
+                st.update(stop_wait=0, lr_wait=0)
                 return
             st["stop_wait"] = st.get("stop_wait", 0) + 1
             st["lr_wait"] = st.get("lr_wait", 0) + 1
@@ -283,7 +326,16 @@ def _model_for(config: TrainConfig, folder: Path, state: dict, log: Log):
     if state.get("epoch") and last.exists():
         log(f"resuming after epoch {state['epoch']} from {last}")
         return keras.models.load_model(last)
-    return build_model(config.learning_rate, config.dropout, config.seed)
+    model = build_model(config.learning_rate, config.dropout, config.seed)
+    if config.ema_momentum:
+        model.compile(
+            optimizer=keras.optimizers.Adam(
+                config.learning_rate, use_ema=True, ema_momentum=config.ema_momentum
+            ),
+            loss="binary_crossentropy",
+            metrics=["accuracy", keras.metrics.AUC(name="auc")],
+        )
+    return model
 
 
 def fit(config: TrainConfig, folder: Path, run: RunData, log: Log, callbacks: Sequence = ()):
@@ -306,12 +358,13 @@ def fit(config: TrainConfig, folder: Path, run: RunData, log: Log, callbacks: Se
     )
     steps = int(np.ceil(len(run.train_idx) / config.batch_size))
     keras.utils.set_random_seed(config.seed + state.get("epoch", 0))
-    run_state = _callbacks_module()(config, folder, state, log, steps)
+    ema_val = val_ds if config.ema_momentum else None
+    run_state = _callbacks_module()(config, folder, state, log, steps, ema_val)
     if should_continue(config, state):
         state.pop("stopped_by_budget", None)
         model.fit(
             train_ds,
-            validation_data=val_ds,
+            validation_data=None if config.ema_momentum else val_ds,
             epochs=config.epochs,
             initial_epoch=state.get("epoch", 0),
             callbacks=[run_state, *callbacks],

@@ -70,8 +70,10 @@ def test_train_model_writes_card_plots_and_an_inactive_version(nih_folder, var_d
 
 
 @pytest.mark.django_db
-def test_a_run_resumes_after_an_interruption(nih_folder, tmp_path, var_dir):
+@pytest.mark.parametrize("ema", [None, 0.9])
+def test_a_run_resumes_after_an_interruption(nih_folder, tmp_path, var_dir, ema):
     config = _config(nih_folder, tmp_path, "resumable", epochs=2)
+    config.ema_momentum = ema
     with pytest.raises(Interrupted):
         train(config, log=lambda _: None, callbacks=[InterruptAfterEpoch(1)])
     state = json.loads((tmp_path / "resumable" / "checkpoint" / "state.json").read_text())

@@ -37,6 +37,11 @@ class Command(BaseCommand):
             help="add every reviewer-confirmed or -overridden image with the reviewer's label",
         )
         parser.add_argument(
+            "--ema-momentum",
+            type=float,
+            help="validate, early-stop on and ship an exponential moving average of the weights",
+        )
+        parser.add_argument(
             "--max-minutes", type=float, help="stop after the epoch that would overrun this"
         )
 
@@ -78,8 +83,9 @@ class Command(BaseCommand):
             for key in ("epochs", "batch_size", "learning_rate", "val_fraction", "seed")
             if options[key] is not None
         }
-        if options["max_minutes"] is not None:
-            overrides["max_minutes"] = options["max_minutes"]
+        for key in ("max_minutes", "ema_momentum"):
+            if options[key] is not None:
+                overrides[key] = options[key]
         if options["resume"]:
             if not (output / "config.json").exists():
                 raise CommandError(f"nothing to resume in {output} (no config.json)")
