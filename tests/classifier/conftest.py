@@ -9,19 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classifier.testing import train_tiny_model
-
 REPO = Path(__file__).resolve().parents[2]
 
 
 def data_dir() -> Path:
     """$MALARIA_DATA_DIR, or ../shared/data next to the repository."""
     return Path(os.environ.get("MALARIA_DATA_DIR", REPO.parent / "shared" / "data"))
-
-
-@pytest.fixture(scope="session")
-def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_tiny_model(tmp_path_factory.mktemp("models") / "tiny.keras")
 
 
 @pytest.fixture(scope="session")
