@@ -7,8 +7,9 @@ worker — on the embedded default (SQLite + filesystem broker), or on PostgreSQ
 --database-url / --broker-url are given, with the shipped default model. Then, as a clinician
 would through the upload view:
   batch    upload N cell images in chunks of --chunk files per request and wait until the case
-           status endpoint reports every image done: end-to-end cells/s, and each image's latency
-           from the start of its upload request to its result being committed (processed_at);
+           status endpoint reports every image done. End-to-end cells/s = N / (last result
+           committed - first upload request started), and each image's latency from the start of
+           its upload request to its result being committed (processed_at, read from the DB);
   singles  on the idle system, upload one image at a time and poll the case status endpoint every
            50 ms until it shows the result: p50/p95 latency from upload to visible result.
 Images: real NIH cells when $MALARIA_DATA_DIR/nih_cells exists (default ../shared/data), else
@@ -209,19 +210,16 @@ def use_platform_database(env: dict) -> None:
     django.setup()
 
 
-def processed_latencies(upload_started: dict[int, float]) -> list[float]:
-    """Seconds from each image's upload request to its committed result (read from the DB)."""
+def processed_times(image_ids) -> dict[int, float]:
+    """When each image's result was committed (processed_at, read from the database)."""
     from cases.models import Image
 
-    rows = Image.objects.filter(pk__in=upload_started).values_list("pk", "processed_at")
-    return [
-        processed.astimezone(UTC).timestamp() - upload_started[pk]
-        for pk, processed in rows
-        if processed is not None
-    ]
+    rows = Image.objects.filter(pk__in=list(image_ids)).values_list("pk", "processed_at")
+    return {pk: done.astimezone(UTC).timestamp() for pk, done in rows if done is not None}
 
 
 def run_batch(client: Client, cells, chunk: int) -> tuple[float, dict[int, float], int]:
+    """Upload in chunks and wait until the case page reports all done; returns the start time."""
     case_id = client.create_case(f"BENCH-BATCH-{int(time.time())}")
     started: dict[int, float] = {}
     rejected = 0
@@ -239,8 +237,8 @@ def run_batch(client: Client, cells, chunk: int) -> tuple[float, dict[int, float
             break
         counts = status["counts"]
         print(f"  done {counts.get('done', 0)}/{len(started)}", flush=True)
-        time.sleep(1.0)
-    return time.time() - t0, started, rejected
+        time.sleep(1.0)  # a coarse poll: the end time comes from the database, not from here
+    return t0, started, rejected
 
 
 def run_singles(client: Client, cells, count: int) -> list[float]:
@@ -289,8 +287,11 @@ def main() -> None:
         while not client.status(warm_case)["done"]:
             time.sleep(0.2)
         singles = run_singles(client, cells[args.n :], args.singles)
-        elapsed, started, rejected = run_batch(client, cells[: args.n], args.chunk)
-        batch_latencies = processed_latencies(started)
+        t0, started, rejected = run_batch(client, cells[: args.n], args.chunk)
+        done = processed_times(started)
+        batch_latencies = [done[pk] - started[pk] for pk in done]
+        # From the first upload request to the last result committed (visible to the page).
+        elapsed = max(done.values()) - t0
     finally:
         platform.stop()
         if not args.keep:
