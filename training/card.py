@@ -188,6 +188,7 @@ def to_markdown(card: dict) -> str:
         f"TN {cm['tn']}.",
         "",
         *_evaluation_lines(card.get("evaluations") or []),
+        *([f"## Notes\n{card['notes']}", ""] if card.get("notes") else []),
         "## Limitations",
         *[f"- {item}" for item in card["limitations"]],
         "",

@@ -22,7 +22,7 @@ CALIBRATION_NOTE = (
 )
 
 
-def export_version(version: ModelVersion, dest: Path) -> dict:
+def export_version(version: ModelVersion, dest: Path, note: str = "") -> dict:
     """Copy the version's files into dest; returns the manifest."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -34,7 +34,8 @@ def export_version(version: ModelVersion, dest: Path) -> dict:
         raise ValueError(f"copy of {version.name} has sha256 {sha}, expected {version.sha256}")
     if version.card:
         evaluations = (version.metrics or {}).get("evaluations", [])
-        write_card({**version.card, "evaluations": evaluations}, dest)
+        extra = {"evaluations": evaluations, **({"notes": note} if note else {})}
+        write_card({**version.card, **extra}, dest)
     else:  # registered by hand, without training's card
         (dest / "card.json").write_text("{}\n")
         (dest / "card.md").write_text(f"# {version.name}\n\nNo model card was recorded.\n")

@@ -20,6 +20,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--version", dest="model_version", required=True)
+        parser.add_argument("--note", default="", help="a note for the exported card")
         parser.add_argument(
             "--dest", default=str(Path(settings.BASE_DIR) / "classifier" / "default_model")
         )
@@ -31,7 +32,7 @@ class Command(BaseCommand):
         if version is None:
             raise CommandError(f"no model version named {options['model_version']!r}")
         try:
-            manifest = export_version(version, Path(options["dest"]))
+            manifest = export_version(version, Path(options["dest"]), options["note"])
         except (ModelFileError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(
