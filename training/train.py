@@ -160,12 +160,12 @@ def _callbacks_module():
             self.epoch_started = 0.0
 
         def on_train_begin(self, logs=None):
+            self.epoch_started = time.monotonic()
             lr = self.state.get("lr")
             if lr is not None:
                 self.model.optimizer.learning_rate.assign(lr)
 
         def on_epoch_begin(self, epoch, logs=None):
-            self.epoch_started = time.monotonic()
             self.current_epoch = epoch
 
         def on_train_batch_end(self, batch, logs=None):
@@ -180,7 +180,6 @@ def _callbacks_module():
 
         def on_epoch_end(self, epoch, logs=None):
             logs = dict(logs or {})
-            seconds = time.monotonic() - self.epoch_started
             lr = float(np.asarray(self.model.optimizer.learning_rate))
             if self.val_ds is not None:
                 # Validate (and keep as best) the weight average, then train on from the raw weights.
@@ -190,11 +189,15 @@ def _callbacks_module():
                 self._restore(raw)
             else:
                 self._keep_if_best(epoch, logs["val_loss"])
+            # An epoch's time runs from the end of the previous one (its checkpoint included)
+            # to here (validation included), so that the time budget sees every second.
+            seconds = time.monotonic() - self.epoch_started
             self._record(epoch, logs, seconds, lr)
             self._plateau(epoch, lr)
-            self._save_checkpoint()
             self._report(epoch, logs, seconds, lr)
             self._budget()
+            self._save_checkpoint()
+            self.epoch_started = time.monotonic()
 
         def _record(self, epoch, logs, seconds, lr):
             history = self.state.setdefault("history", {})
