@@ -215,7 +215,7 @@ def _save_results(cells: list[Image], results, version, timings: dict, report: A
                     heatmap_raw=raw_path,
                     quality_ok=result.quality.ok,
                     quality_flags=list(result.quality.flags),
-                    quality_metrics=_plain(result.quality.metrics),
+                    quality_metrics=dict(result.quality.metrics),
                     timings=timings,
                 )
             )
@@ -242,17 +242,6 @@ def _save_results(cells: list[Image], results, version, timings: dict, report: A
             case_status_refresh(case=case)
     for path in orphans:
         default_storage.delete(path)
-
-
-def _plain(value):
-    """numpy scalars -> Python numbers, for JSON fields."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _analyse_cells(cells: list[Image], report: AnalysisReport) -> None:

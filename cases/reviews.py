@@ -22,6 +22,7 @@ from cases.review_selectors import (
     percent_interval,
     review_counts_from,
 )
+from cases.services import require_site_member
 from cases.summary import prediction_of
 
 SIGN_OFF_FIELDS = [
@@ -46,13 +47,8 @@ def _lock(case: Case) -> Case:
     return Case.objects.select_for_update().select_related("patient__site").get(pk=case.pk)
 
 
-def _require_member(user, case: Case) -> None:
-    if not (user.is_superuser or case.patient.site.members.filter(pk=user.pk).exists()):
-        raise PermissionDenied("You are not a member of this case's site.")
-
-
 def _require_reviewer(user, case: Case) -> None:
-    _require_member(user, case)
+    require_site_member(user, case.patient.site)
     if not is_reviewer(user):
         raise PermissionDenied("Only reviewers can review cases.")
 
@@ -154,7 +150,7 @@ def review_claim(*, case: Case, by) -> Case:
 def review_release(*, case: Case, by) -> Case:
     """Give a claimed case back to the queue (its reviewer, or an admin)."""
     case = _lock(case)
-    _require_member(by, case)
+    require_site_member(by, case.patient.site)
     if case.assigned_reviewer_id is None:
         return case
     if case.assigned_reviewer_id != by.pk and not is_admin(by):
@@ -349,7 +345,7 @@ def case_sign_off(*, case: Case, by, diagnosis: str, note: str = "") -> Case:
 def case_reopen(*, case: Case, by, reason: str) -> Case:
     """Unlock a signed-off case (admins only, with a reason); it goes back to the review queue."""
     case = _lock(case)
-    _require_member(by, case)
+    require_site_member(by, case.patient.site)
     if not is_admin(by):
         raise PermissionDenied("Only an admin can reopen a signed-off case.")
     _require_status(case, Case.Status.SIGNED_OFF, "reopened")

@@ -26,7 +26,7 @@ PATIENT_FIELDS = ["site", "identifier", "sex", "birth_date", "age_years"]
 CASE_FIELDS = ["patient", "clinical_notes", "status"]
 
 
-def _require_member(user, site: Site) -> None:
+def require_site_member(user, site: Site) -> None:
     if not (user.is_superuser or site.members.filter(pk=user.pk).exists()):
         raise PermissionDenied("You are not a member of this site.")
 
@@ -41,7 +41,7 @@ def patient_create(
     birth_date=None,
     age_years: int | None = None,
 ) -> Patient:
-    _require_member(by, site)
+    require_site_member(by, site)
     patient = Patient(
         site=site,
         identifier=identifier.strip(),
@@ -78,7 +78,7 @@ def patient_update(*, patient: Patient, by, **changes) -> Patient:
 
 @transaction.atomic
 def case_create(*, patient: Patient, by, clinical_notes: str = "") -> Case:
-    _require_member(by, patient.site)
+    require_site_member(by, patient.site)
     case = Case(patient=patient, created_by=by, clinical_notes=clinical_notes)
     case.full_clean()
     case.save()
@@ -166,7 +166,7 @@ def images_add(
     *, case: Case, files: list[tuple[str, bytes]], by, kind: str = "auto"
 ) -> UploadOutcome:
     """Validate, store and queue a batch of uploads. Each file stands or falls on its own."""
-    _require_member(by, case.patient.site)
+    require_site_member(by, case.patient.site)
     if case.status == Case.Status.SIGNED_OFF:
         raise ValidationError("A signed-off case is locked; reopen it before adding images.")
     checked = validate_files(files, kind=kind)
