@@ -11,10 +11,22 @@ from __future__ import annotations
 import numpy as np
 
 SENSITIVITY_TARGET = 0.97
-THRESHOLD_RULE = (
-    "the highest threshold on the temperature-calibrated probability whose sensitivity on the "
-    "validation patients is >= {target:.2f} (p >= threshold -> parasitized)"
-)
+THRESHOLD_RULES = ("validation", "validation+training")
+DEFAULT_THRESHOLD_RULE = "validation+training"
+THRESHOLD_RULE = {
+    "validation": (
+        "the highest threshold on the temperature-calibrated probability whose sensitivity on "
+        "the validation patients is >= {target:.2f} (p >= threshold -> parasitized)"
+    ),
+    "validation+training": (
+        "the highest threshold on the temperature-calibrated probability whose sensitivity is "
+        ">= {target:.2f} both on the validation patients and on the training patients (the "
+        "lower of the two thresholds; p >= threshold -> parasitized). The validation patients "
+        "guard against a threshold fitted to images the network has learnt; the training "
+        "patients guard against a validation set of a few patients whose parasites happen to "
+        "be easy, which would set the threshold too high for new patients"
+    ),
+}
 _EPS = 1e-7
 
 

@@ -12,7 +12,7 @@ import platform
 from datetime import UTC, datetime
 from pathlib import Path
 
-from training.calibration import THRESHOLD_RULE
+from training.calibration import DEFAULT_THRESHOLD_RULE, THRESHOLD_RULE
 
 INTENDED_USE = (
     "Research and decision support: flags single red-blood-cell crops of Giemsa-stained thin "
@@ -76,7 +76,10 @@ def build_card(
             "final_lr": state.get("lr"),
         },
         "threshold": result["threshold"],
-        "threshold_rule": THRESHOLD_RULE.format(target=config.sensitivity_target),
+        "threshold_rule": THRESHOLD_RULE[
+            getattr(config, "threshold_rule", DEFAULT_THRESHOLD_RULE)
+        ].format(target=config.sensitivity_target),
+        "threshold_candidates": result.get("threshold_candidates"),
         "temperature": result["temperature"],
         "calibration": (
             "temperature scaling fitted on the validation patients by minimising the negative "
@@ -98,10 +101,7 @@ def _hyperparameters(config) -> dict:
         "dropout": config.dropout,
         "loss": "binary cross-entropy",
         "early_stopping": f"val_loss, patience {config.stop_patience}, best weights restored",
-        "reduce_lr_on_plateau": (
-            f"val_loss, patience {config.lr_patience}, factor {config.lr_factor}, "
-            f"min {config.min_lr}"
-        ),
+        **_schedule(config),
         "augmentation": config.augmentation,
         "weight_average": (
             f"exponential moving average of the weights, momentum {config.ema_momentum} per "
@@ -111,6 +111,27 @@ def _hyperparameters(config) -> dict:
         ),
         "seed": config.seed,
     }
+
+
+def _schedule(config) -> dict:
+    schedule = getattr(config, "lr_schedule", "plateau")
+    lines = {}
+    if getattr(config, "init_from", None):
+        lines["warm_start"] = (
+            f"weights initialised from {config.init_note or config.init_from} "
+            f"(SHA-256 {config.init_sha256})"
+        )
+    if schedule == "cosine":
+        lines["learning_rate_schedule"] = (
+            f"cosine decay per epoch from {config.learning_rate} to {config.min_lr} over "
+            f"{config.epochs} epochs"
+        )
+    else:
+        lines["reduce_lr_on_plateau"] = (
+            f"val_loss, patience {config.lr_patience}, factor {config.lr_factor}, "
+            f"min {config.min_lr}"
+        )
+    return lines
 
 
 def _mean(values: list[float]) -> float | None:
@@ -170,6 +191,7 @@ def to_markdown(card: dict) -> str:
         "",
         "## Operating point and calibration",
         f"- Threshold: {card['threshold']:.4f} — rule: {card['threshold_rule']}.",
+        *_candidate_lines(card.get("threshold_candidates")),
         f"- Temperature: {card['temperature']:.4f} — {card['calibration']}.",
         f"- Validation NLL {v['calibration']['nll_before']:.4f} -> "
         f"{v['calibration']['nll_after']:.4f}, ECE {v['calibration']['ece_before']:.4f} -> "
@@ -194,6 +216,13 @@ def to_markdown(card: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _candidate_lines(candidates: dict | None) -> list[str]:
+    if not candidates:
+        return []
+    parts = ", ".join(f"{k} patients {v:.4f}" for k, v in candidates.items())
+    return [f"- Threshold meeting the target on each set alone: {parts}."]
 
 
 def _evaluation_lines(evaluations: list[dict]) -> list[str]:

@@ -24,11 +24,21 @@ QUALITY_SAMPLE = 1000
 
 def calibrate_on_validation(config: TrainConfig, run: RunData, model) -> dict:
     """Temperature, threshold and metrics on the validation patients."""
-    y = run.labels[run.val_idx]
+    y, target = run.labels[run.val_idx], config.sensitivity_target
     logits = predict_logits(model, run.images[run.val_idx])
     temperature = calibration.fit_temperature(logits, y)
     probabilities = calibration.calibrate(logits, temperature)
-    threshold = calibration.choose_threshold(probabilities, y, config.sensitivity_target)
+    candidates = {"validation": calibration.choose_threshold(probabilities, y, target)}
+    # getattr: a run started before the option existed finishes with the default rule.
+    rule = getattr(config, "threshold_rule", calibration.DEFAULT_THRESHOLD_RULE)
+    if rule == "validation+training":
+        # The same temperature applies; the training images are seen without augmentation.
+        y_train = run.labels[run.train_idx]
+        train_probabilities = calibration.calibrate(
+            predict_logits(model, run.images[run.train_idx]), temperature
+        )
+        candidates["training"] = calibration.choose_threshold(train_probabilities, y_train, target)
+    threshold = min(candidates.values())
     metrics = summarize(
         y, probabilities, run.groups[run.val_idx], threshold, config.bootstrap_reps, config.seed
     )
@@ -43,6 +53,7 @@ def calibrate_on_validation(config: TrainConfig, run: RunData, model) -> dict:
     return {
         "temperature": temperature,
         "threshold": threshold,
+        "threshold_candidates": candidates,
         "metrics": metrics,
         "labels": y,
         "probabilities": probabilities,

@@ -53,7 +53,16 @@ class TrainConfig:
     # Exponential moving average of the weights (per step); when set, the averaged weights are
     # the ones validated, early-stopped on and shipped.
     ema_momentum: float | None = None
+    # "plateau": halve the LR when validation loss stalls; "cosine": decay the LR from
+    # learning_rate to min_lr along half a cosine over the epochs (no plateau halving).
+    lr_schedule: str = "plateau"
+    # Warm start: a model file whose weights initialise the network (and its SHA-256, checked).
+    init_from: str | None = None
+    init_sha256: str | None = None
+    init_note: str | None = None  # what the starting weights were (for the card)
     sensitivity_target: float = 0.97
+    # training.calibration.THRESHOLD_RULES: where the sensitivity target must be met.
+    threshold_rule: str = "validation+training"  # = calibration.DEFAULT_THRESHOLD_RULE
     bootstrap_reps: int = 1000
     augmentation: dict = field(default_factory=lambda: Augmentation().as_dict())
 
@@ -167,6 +176,8 @@ def _callbacks_module():
 
         def on_epoch_begin(self, epoch, logs=None):
             self.current_epoch = epoch
+            if self.config.lr_schedule == "cosine":
+                self.model.optimizer.learning_rate.assign(cosine_lr(self.config, epoch))
 
         def on_train_batch_end(self, batch, logs=None):
             if batch and batch % 100 == 0:
@@ -245,7 +256,8 @@ def _callbacks_module():
                 return
             st["stop_wait"] = st.get("stop_wait", 0) + 1
             st["lr_wait"] = st.get("lr_wait", 0) + 1
-            if st["lr_wait"] >= cfg.lr_patience and lr > cfg.min_lr:
+            plateau_halving = cfg.lr_schedule == "plateau"
+            if plateau_halving and st["lr_wait"] >= cfg.lr_patience and lr > cfg.min_lr:
                 new_lr = max(lr * cfg.lr_factor, cfg.min_lr)
                 self.model.optimizer.learning_rate.assign(new_lr)
                 st["lr_wait"] = 0
@@ -299,6 +311,16 @@ def _callbacks_module():
 # --- the run -----------------------------------------------------------------------------------
 
 
+LR_SCHEDULES = ("plateau", "cosine")
+
+
+def cosine_lr(config: TrainConfig, epoch: int) -> float:
+    """The learning rate of a 0-based epoch under the cosine schedule."""
+    progress = epoch / max(config.epochs - 1, 1)
+    span = config.learning_rate - config.min_lr
+    return float(config.min_lr + span * 0.5 * (1.0 + np.cos(np.pi * min(progress, 1.0))))
+
+
 def load_state(folder: Path) -> dict:
     path = folder / "checkpoint" / "state.json"
     return json.loads(path.read_text()) if path.exists() else {}
@@ -330,6 +352,8 @@ def _model_for(config: TrainConfig, folder: Path, state: dict, log: Log):
         log(f"resuming after epoch {state['epoch']} from {last}")
         return keras.models.load_model(last)
     model = build_model(config.learning_rate, config.dropout, config.seed)
+    if config.init_from:
+        _warm_start(model, config, log)
     if config.ema_momentum:
         model.compile(
             optimizer=keras.optimizers.Adam(
@@ -339,6 +363,26 @@ def _model_for(config: TrainConfig, folder: Path, state: dict, log: Log):
             metrics=["accuracy", keras.metrics.AUC(name="auc")],
         )
     return model
+
+
+def _warm_start(model, config: TrainConfig, log: Log) -> None:
+    """Copy the weights of config.init_from (hash-checked) into the fresh network."""
+    import keras
+
+    from classifier.registry import sha256_of
+
+    digest = sha256_of(config.init_from)
+    if config.init_sha256 and digest != config.init_sha256:
+        raise ValueError(
+            f"{config.init_from} has SHA-256 {digest}, expected {config.init_sha256}: "
+            "the starting weights changed"
+        )
+    source = keras.models.load_model(config.init_from, compile=False)
+    shapes = [w.shape for w in source.get_weights()]
+    if shapes != [w.shape for w in model.get_weights()]:
+        raise ValueError(f"{config.init_from} is not a model of this architecture")
+    model.set_weights(source.get_weights())
+    log(f"warm start from {config.init_note or config.init_from} (SHA-256 {digest[:12]}…)")
 
 
 def fit(config: TrainConfig, folder: Path, run: RunData, log: Log, callbacks: Sequence = ()):

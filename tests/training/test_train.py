@@ -5,9 +5,10 @@ import json
 import keras
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from classifier.models import ModelVersion
-from training.train import TrainConfig, train
+from training.train import TrainConfig, cosine_lr, train
 
 
 class Interrupted(Exception):
@@ -99,3 +100,72 @@ def test_a_second_run_into_the_same_folder_needs_resume(nih_folder, tmp_path, va
     train(config, log=lambda _: None)
     with pytest.raises(FileExistsError):
         train(config, log=lambda _: None)
+
+
+def test_the_cosine_schedule_runs_from_the_learning_rate_down_to_the_floor():
+    config = TrainConfig(data="-", name="c", output="-", epochs=5, learning_rate=1e-3, min_lr=1e-5)
+    rates = [cosine_lr(config, epoch) for epoch in range(5)]
+    assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-5)
+    assert rates[2] == pytest.approx((1e-3 + 1e-5) / 2)
+    assert all(a > b for a, b in zip(rates, rates[1:], strict=False))
+
+
+@pytest.mark.django_db
+def test_a_warm_started_cosine_run_starts_from_the_versions_weights(nih_folder, var_dir):
+    call_command(
+        "train_model", data=str(nih_folder), epochs=1, batch_size=16, val_fraction=0.25,
+        seed=3, name="base",
+    )  # fmt: skip
+    base = ModelVersion.objects.get(name="base")
+    seen = {}
+
+    class FirstWeights(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen["weights"] = [w.copy() for w in self.model.get_weights()]
+
+    config = _config(nih_folder, var_dir, "tuned", epochs=2)
+    config.learning_rate, config.min_lr, config.lr_schedule = 1e-4, 1e-6, "cosine"
+    config.init_from, config.init_sha256 = base.file.path, base.sha256
+    config.init_note = "version base"
+    messages = []
+    train(config, log=messages.append, callbacks=[FirstWeights()])
+    start = keras.models.load_model(base.file.path, compile=False)
+    assert all((a == b).all() for a, b in zip(seen["weights"], start.get_weights(), strict=True))
+    assert any("warm start from version base" in m for m in messages)
+    history = json.loads((var_dir / "tuned" / "history.json").read_text())
+    assert history["lr"] == pytest.approx([1e-4, 1e-6])
+    card = json.loads((var_dir / "tuned" / "card.json").read_text())
+    assert base.sha256 in card["hyperparameters"]["warm_start"]
+    assert "cosine" in card["hyperparameters"]["learning_rate_schedule"]
+
+
+@pytest.mark.django_db
+def test_init_from_refuses_a_tampered_version_and_a_changed_file(nih_folder, var_dir, tmp_path):
+    call_command(
+        "train_model", data=str(nih_folder), epochs=1, batch_size=16, val_fraction=0.25,
+        seed=3, name="base",
+    )  # fmt: skip
+    base = ModelVersion.objects.get(name="base")
+    with open(base.file.path, "ab") as handle:
+        handle.write(b"tampered")
+    with pytest.raises(CommandError, match="does not match its registry entry"):
+        call_command("train_model", data=str(nih_folder), name="next", init_from="base")
+    with pytest.raises(CommandError, match="neither a version nor a file"):
+        call_command("train_model", data=str(nih_folder), name="next", init_from="nope")
+    config = _config(nih_folder, tmp_path, "changed", epochs=1)
+    config.init_from, config.init_sha256 = base.file.path, "0" * 64
+    with pytest.raises(ValueError, match="the starting weights changed"):
+        train(config, log=lambda _: None)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("rule", ["validation", "validation+training"])
+def test_the_threshold_meets_the_target_where_the_rule_says(nih_folder, tmp_path, var_dir, rule):
+    config = _config(nih_folder, tmp_path, "rule", epochs=1)
+    config.threshold_rule = rule
+    version = train(config, log=lambda _: None)
+    card = json.loads((tmp_path / "rule" / "card.json").read_text())
+    candidates = card["threshold_candidates"]
+    assert set(candidates) == set(rule.split("+"))
+    assert version.threshold == min(candidates.values()) == card["threshold"]
+    assert ("training patients" in card["threshold_rule"]) == (rule != "validation")

@@ -8,7 +8,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from training.train import TrainConfig
+from training.calibration import THRESHOLD_RULES
+from training.train import LR_SCHEDULES, TrainConfig
 
 
 class Command(BaseCommand):
@@ -44,6 +45,24 @@ class Command(BaseCommand):
         parser.add_argument(
             "--max-minutes", type=float, help="stop after the epoch that would overrun this"
         )
+        parser.add_argument(
+            "--lr-schedule",
+            choices=LR_SCHEDULES,
+            help="plateau (default): halve the LR when validation loss stalls; cosine: decay "
+            "it from --learning-rate to --min-lr over --epochs",
+        )
+        parser.add_argument("--min-lr", type=float, help="lowest learning rate (1e-5)")
+        parser.add_argument(
+            "--threshold-rule",
+            choices=THRESHOLD_RULES,
+            help="where the sensitivity target (0.97) must be met when choosing the operating "
+            "threshold (default validation+training: the lower of the two thresholds)",
+        )
+        parser.add_argument(
+            "--init-from",
+            help="warm start: a registered version's name or a .keras file of this architecture "
+            "(fine-tuning, e.g. on reviewed images of a new site)",
+        )
 
     def handle(self, *args, **options):
         from training.train import train
@@ -75,6 +94,37 @@ class Command(BaseCommand):
         if ModelVersion.objects.filter(name=name).exists():
             raise CommandError(f"a model version named {name!r} already exists")
 
+    def _init_from(self, value: str, output: Path) -> dict:
+        """Resolve --init-from: a version (hash-checked, copied into the run) or a file."""
+        import shutil
+
+        from classifier.models import ModelVersion
+        from classifier.registry import ModelFileError, local_model_file, sha256_of
+
+        version = ModelVersion.objects.filter(name=value).first()
+        if version is None:
+            path = Path(value)
+            if not path.is_file():
+                raise CommandError(f"--init-from {value!r} is neither a version nor a file")
+            path = path.resolve()
+            return {
+                "init_from": str(path),
+                "init_sha256": sha256_of(path),
+                "init_note": f"the file {path.name}",
+            }
+        output.mkdir(parents=True, exist_ok=True)
+        target = output / "init.keras"
+        try:
+            with local_model_file(version) as source:
+                shutil.copyfile(source, target)
+        except ModelFileError as exc:
+            raise CommandError(str(exc)) from exc
+        return {
+            "init_from": str(target),
+            "init_sha256": version.sha256,
+            "init_note": f"version {version.name}",
+        }
+
     def _config(self, options) -> tuple[TrainConfig, bool]:
         name = options["name"] or datetime.now().strftime("cnn-%Y%m%d-%H%M%S")
         output = Path(options["output"] or Path(settings.VAR_DIR) / "training" / name)
@@ -83,7 +133,7 @@ class Command(BaseCommand):
             for key in ("epochs", "batch_size", "learning_rate", "val_fraction", "seed")
             if options[key] is not None
         }
-        for key in ("max_minutes", "ema_momentum"):
+        for key in ("max_minutes", "ema_momentum", "lr_schedule", "min_lr", "threshold_rule"):
             if options[key] is not None:
                 overrides[key] = options[key]
         if options["resume"]:
@@ -98,6 +148,8 @@ class Command(BaseCommand):
         if not options["data"]:
             raise CommandError("--data is required")
         self._check_name(name)
+        if options["init_from"]:
+            overrides.update(self._init_from(options["init_from"], output))
         config = TrainConfig(
             data=str(Path(options["data"]).resolve()),
             name=name,
