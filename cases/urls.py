@@ -1,12 +1,11 @@
-from django.contrib.auth.views import LogoutView
 from django.urls import include, path
 
 from cases import views
-from cases.views_auth import AuditedLoginView
+from cases.views_auth import AuditedLoginView, AuditedLogoutView
 
 urlpatterns = [
     path("login/", AuditedLoginView.as_view(), name="login"),
-    path("logout/", LogoutView.as_view(), name="logout"),
+    path("logout/", AuditedLogoutView.as_view(), name="logout"),
     path("", views.case_list, name="case_list"),
     path("patients/", views.patient_list, name="patient_list"),
     path("patients/new/", views.patient_create, name="patient_create"),
