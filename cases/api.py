@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from cases import selectors, services
+from cases.files import IMAGE_FILES, stream_private_file
 from cases.permissions import require_writer
 from cases.presenters import case_status_payload
 from cases.serializers import (
@@ -106,3 +107,10 @@ def case_images(request: Request, case_id: int) -> Response:
 def image_detail(request: Request, image_id: int) -> Response:
     image = selectors.image_get(request.user, image_id)
     return Response(ImageOutSerializer(image).data)
+
+
+@api_view(["GET"])
+def image_content(request: Request, image_id: int, which: str):
+    """The upload, overlay or bare heatmap of an image, for API clients (token auth works too)."""
+    image = selectors.image_get(request.user, image_id)
+    return stream_private_file(IMAGE_FILES[which](image))

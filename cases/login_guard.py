@@ -13,8 +13,10 @@ import math
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
+from cases.audit import audit_record
 from cases.models import AuditEvent
 
 
@@ -45,6 +47,17 @@ def minutes_locked(username: str) -> int:
     unlock_at = failures[limit - 1] + window
     seconds = (unlock_at - timezone.now()).total_seconds()
     return max(math.ceil(seconds / 60), 1) if seconds > 0 else 0
+
+
+def record_failure(username: str) -> int:
+    """Audit a failed log-in (and the lock it may start); returns minutes_locked() after it."""
+    with transaction.atomic():
+        audit_record(actor=None, action="user.login_failed", after={"username": username})
+    minutes = minutes_locked(username)
+    if minutes:  # reached only by the failure that starts a lock: locked names are not checked
+        with transaction.atomic():
+            audit_record(actor=None, action="user.login_locked", after={"username": username})
+    return minutes
 
 
 def locked_message(minutes: int) -> str:

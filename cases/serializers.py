@@ -1,5 +1,6 @@
 """Small input and output serializers for the REST API. They validate and shape; services write."""
 
+from django.urls import reverse
 from rest_framework import serializers
 
 from cases.forms import KIND_CHOICES
@@ -63,7 +64,16 @@ class UploadInSerializer(serializers.Serializer):
 
 
 class ImageOutSerializer(serializers.BaseSerializer):
-    """The same shape as an image in the case page's status.json."""
+    """The shape of an image in the case page's status.json, plus ``api_urls``: the same files
+    from API endpoints that accept token authentication (the page's URLs need a session)."""
 
     def to_representation(self, instance) -> dict:
-        return image_payload(instance)
+        payload = image_payload(instance)
+        page_keys = {"file": "file_url", "heatmap": "heatmap_url", "heatmap-raw": "heatmap_raw_url"}
+        payload["api_urls"] = {
+            which.replace("-", "_"): reverse("api_image_content", args=[instance.pk, which])
+            if payload.get(key)
+            else None
+            for which, key in page_keys.items()
+        }
+        return payload

@@ -4,27 +4,23 @@ Scoping comes first and answers 404 for another site's object (cases.selectors);
 comes second and answers 403 (cases.permissions).
 """
 
-import mimetypes
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
-from django.db.models.fields.files import FieldFile
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_GET, require_POST
 
 from cases import selectors, services
+from cases.files import IMAGE_FILES, stream_private_file
 from cases.forms import CaseFilterForm, CaseForm, PatientForm, UploadKindForm, add_service_errors
 from cases.permissions import can_write, require_writer
 from cases.presenters import case_status_payload
 from cases.review_selectors import case_review_counts
 from cases.services import UploadOutcome
-from cases.summary import prediction_of
 
 PAGE_SIZE = 25
 # A plain-form upload of hundreds of bad files must not flood the page with messages.
@@ -188,36 +184,21 @@ def case_status(request: HttpRequest, case_id: int) -> JsonResponse:
     return response
 
 
-def _stream(field_file: FieldFile | None) -> FileResponse:
-    """Stream a private file; never a public URL (ARCHITECTURE.md, rule 6)."""
-    if not field_file:
-        raise Http404("No such file.")
-    try:
-        handle = default_storage.open(field_file.name)
-    except FileNotFoundError:
-        raise Http404("The file is missing from storage.") from None
-    content_type = mimetypes.guess_type(field_file.name)[0] or "application/octet-stream"
-    response = FileResponse(handle, content_type=content_type)
-    # Patient images may sit in the browser's cache, but never in a shared proxy's.
-    patch_cache_control(response, private=True, max_age=3600)
-    return response
-
-
 @login_required
 @require_GET
 def image_file(request: HttpRequest, image_id: int) -> FileResponse:
-    return _stream(selectors.image_get(request.user, image_id).file)
+    return stream_private_file(IMAGE_FILES["file"](selectors.image_get(request.user, image_id)))
 
 
 @login_required
 @require_GET
 def image_heatmap(request: HttpRequest, image_id: int) -> FileResponse:
-    prediction = prediction_of(selectors.image_get(request.user, image_id))
-    return _stream(prediction.heatmap if prediction else None)
+    image = selectors.image_get(request.user, image_id)
+    return stream_private_file(IMAGE_FILES["heatmap"](image))
 
 
 @login_required
 @require_GET
 def image_heatmap_raw(request: HttpRequest, image_id: int) -> FileResponse:
-    prediction = prediction_of(selectors.image_get(request.user, image_id))
-    return _stream(prediction.heatmap_raw if prediction else None)
+    image = selectors.image_get(request.user, image_id)
+    return stream_private_file(IMAGE_FILES["heatmap-raw"](image))

@@ -4,6 +4,9 @@ refused, and which were locked after repeated failures (cases.login_guard)."""
 from django.contrib.auth.views import LoginView, LogoutView
 from django.db import transaction
 from django.http import HttpResponse
+from rest_framework.authtoken.models import Token
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.response import Response
 
 from cases import login_guard
 from cases.audit import audit_record
@@ -31,13 +34,8 @@ class AuditedLoginView(LoginView):
 
     def form_invalid(self, form) -> HttpResponse:
         # Repeated failures for one name are how a password-guessing attempt shows up in the trail.
-        username = self._username()
-        with transaction.atomic():
-            audit_record(actor=None, action="user.login_failed", after={"username": username})
-        minutes = login_guard.minutes_locked(username)
+        minutes = login_guard.record_failure(self._username())
         if minutes:
-            with transaction.atomic():
-                audit_record(actor=None, action="user.login_locked", after={"username": username})
             context = self.get_context_data(form=form, locked=login_guard.locked_message(minutes))
             return self.render_to_response(context, status=429)
         return super().form_invalid(form)
@@ -53,3 +51,24 @@ class AuditedLogoutView(LogoutView):
             if user.is_authenticated:
                 audit_record(actor=user, action="user.logout", obj=user)
             return super().post(request, *args, **kwargs)
+
+
+class GuardedObtainAuthToken(ObtainAuthToken):
+    """The API's token endpoint, under the same lockout and audit as the log-in page."""
+
+    def post(self, request, *args, **kwargs) -> Response:
+        username = str(request.data.get("username", ""))[:150]
+        minutes = login_guard.minutes_locked(username)
+        if minutes:
+            return Response({"detail": login_guard.locked_message(minutes)}, status=429)
+        serializer = self.get_serializer(data=request.data)
+        if not serializer.is_valid():
+            minutes = login_guard.record_failure(username)
+            if minutes:
+                return Response({"detail": login_guard.locked_message(minutes)}, status=429)
+            return Response(serializer.errors, status=400)
+        user = serializer.validated_data["user"]
+        with transaction.atomic():
+            token, _ = Token.objects.get_or_create(user=user)
+            audit_record(actor=user, action="user.login", obj=user, after={"via": "api token"})
+        return Response({"token": token.key})

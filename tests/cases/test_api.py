@@ -124,3 +124,44 @@ def test_another_sites_case_and_image_answer_404(outsider, case, clinician, enqu
     assert client.get(reverse("api_case_detail", args=[case.pk])).status_code == 404
     assert client.get(reverse("api_case_images", args=[case.pk])).status_code == 404
     assert client.get(reverse("api_image_detail", args=[image.pk])).status_code == 404
+    for which in ("file", "heatmap", "heatmap-raw"):
+        url = reverse("api_image_content", args=[image.pk, which])
+        assert client.get(url).status_code == 404
+
+
+def test_token_clients_fetch_the_image_and_its_heatmaps(clinician, case, enqueued):
+    image = services.images_add(case=case, files=[("a.png", cell_png(1))], by=clinician).stored[0]
+    client = APIClient()
+    token = client.post(
+        reverse("api_token"), {"username": "clin", "password": "pass-for-tests-123"}
+    )
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.json()['token']}")
+    before = client.get(reverse("api_image_detail", args=[image.pk])).json()["api_urls"]
+    assert before["file"] and before["heatmap"] is None and before["heatmap_raw"] is None
+    assert client.get(reverse("api_image_content", args=[image.pk, "heatmap"])).status_code == 404
+
+    predict(image, model_version(), 0.9)
+    urls = client.get(reverse("api_image_detail", args=[image.pk])).json()["api_urls"]
+    original = client.get(urls["file"])
+    assert original.status_code == 200 and original["Content-Type"] == "image/png"
+    assert b"".join(original.streaming_content) == image.file.open("rb").read()
+    assert "private" in original["Cache-Control"]
+    for key in ("heatmap", "heatmap_raw"):
+        response = client.get(urls[key])
+        assert response.status_code == 200
+        assert b"".join(response.streaming_content).startswith(b"\x89PNG")
+    assert APIClient().get(urls["file"]).status_code in (401, 403)
+
+
+def test_the_token_endpoint_is_locked_after_repeated_failures(clinician, settings):
+    settings.LOGIN_MAX_FAILURES = 3
+    client = APIClient()
+    for _ in range(2):
+        response = client.post(reverse("api_token"), {"username": "clin", "password": "wrong"})
+        assert response.status_code == 400
+    third = client.post(reverse("api_token"), {"username": "clin", "password": "wrong"})
+    assert third.status_code == 429 and "blocked" in third.json()["detail"]
+    right = client.post(
+        reverse("api_token"), {"username": "clin", "password": "pass-for-tests-123"}
+    )
+    assert right.status_code == 429 and "token" not in right.json()
