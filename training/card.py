@@ -99,7 +99,12 @@ def _hyperparameters(config) -> dict:
         "max_epochs": config.epochs,
         "max_minutes": config.max_minutes,
         "dropout": config.dropout,
-        "loss": "binary cross-entropy",
+        "loss": "binary cross-entropy"
+        + (
+            f" with label smoothing {config.label_smoothing}"
+            if getattr(config, "label_smoothing", 0.0)
+            else ""
+        ),
         "early_stopping": f"val_loss, patience {config.stop_patience}, best weights restored",
         **_schedule(config),
         "augmentation": config.augmentation,

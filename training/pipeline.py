@@ -26,6 +26,19 @@ class Augmentation:
     def as_dict(self) -> dict[str, float | bool]:
         return asdict(self)
 
+    @classmethod
+    def scaled(cls, factor: float) -> Augmentation:
+        """The default geometry with every colour change (stain, camera) scaled by factor."""
+        if factor < 0:
+            raise ValueError("the colour-jitter factor cannot be negative")
+        base = cls()
+        return cls(
+            brightness=base.brightness * factor,
+            contrast=base.contrast * factor,
+            saturation=base.saturation * factor,
+            hue=base.hue * factor,
+        )
+
 
 def _uniform(n, spread: float, centre: float = 0.0):
     import tensorflow as tf

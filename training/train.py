@@ -42,6 +42,9 @@ class TrainConfig:
     batch_size: int = 32
     learning_rate: float = 1e-3
     dropout: float = 0.5
+    # Training targets 0/1 become s/2 and 1 - s/2: the loss stops pushing the network towards
+    # certainty on the few images whose label is wrong. Temperature scaling recalibrates after.
+    label_smoothing: float = 0.0
     val_fraction: float = 0.2
     seed: int = 42
     include_reviewed: bool = False
@@ -354,12 +357,11 @@ def _model_for(config: TrainConfig, folder: Path, state: dict, log: Log):
     model = build_model(config.learning_rate, config.dropout, config.seed)
     if config.init_from:
         _warm_start(model, config, log)
-    if config.ema_momentum:
+    if config.ema_momentum or config.label_smoothing:
+        ema = {"use_ema": True, "ema_momentum": config.ema_momentum} if config.ema_momentum else {}
         model.compile(
-            optimizer=keras.optimizers.Adam(
-                config.learning_rate, use_ema=True, ema_momentum=config.ema_momentum
-            ),
-            loss="binary_crossentropy",
+            optimizer=keras.optimizers.Adam(config.learning_rate, **ema),
+            loss=keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing),
             metrics=["accuracy", keras.metrics.AUC(name="auc")],
         )
     return model

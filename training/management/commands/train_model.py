@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from training.calibration import THRESHOLD_RULES
+from training.pipeline import Augmentation
 from training.train import LR_SCHEDULES, TrainConfig
 
 
@@ -52,6 +53,21 @@ class Command(BaseCommand):
             "it from --learning-rate to --min-lr over --epochs",
         )
         parser.add_argument("--min-lr", type=float, help="lowest learning rate (1e-5)")
+        parser.add_argument(
+            "--label-smoothing",
+            type=float,
+            help="train towards s/2 and 1 - s/2 instead of 0 and 1 (0; e.g. 0.1 for noisy labels)",
+        )
+        parser.add_argument(
+            "--colour-jitter",
+            type=float,
+            help="scale the brightness, contrast, saturation and hue augmentation (1.0)",
+        )
+        parser.add_argument(
+            "--stop-patience",
+            type=int,
+            help="epochs without a lower validation loss before stopping early (6)",
+        )
         parser.add_argument(
             "--threshold-rule",
             choices=THRESHOLD_RULES,
@@ -133,7 +149,15 @@ class Command(BaseCommand):
             for key in ("epochs", "batch_size", "learning_rate", "val_fraction", "seed")
             if options[key] is not None
         }
-        for key in ("max_minutes", "ema_momentum", "lr_schedule", "min_lr", "threshold_rule"):
+        for key in (
+            "max_minutes",
+            "ema_momentum",
+            "lr_schedule",
+            "min_lr",
+            "threshold_rule",
+            "stop_patience",
+            "label_smoothing",
+        ):
             if options[key] is not None:
                 overrides[key] = options[key]
         if options["resume"]:
@@ -141,7 +165,7 @@ class Command(BaseCommand):
                 raise CommandError(f"nothing to resume in {output} (no config.json)")
             config = TrainConfig.load(output)
             # Only the stopping limits may change on resume; the data and split must not.
-            for key in ("epochs", "max_minutes"):
+            for key in ("epochs", "max_minutes", "stop_patience"):
                 if key in overrides:
                     setattr(config, key, overrides[key])
             return config, True
@@ -150,6 +174,11 @@ class Command(BaseCommand):
         self._check_name(name)
         if options["init_from"]:
             overrides.update(self._init_from(options["init_from"], output))
+        if options["colour_jitter"] is not None:
+            try:
+                overrides["augmentation"] = Augmentation.scaled(options["colour_jitter"]).as_dict()
+            except ValueError as exc:
+                raise CommandError(f"--colour-jitter: {exc}") from exc
         config = TrainConfig(
             data=str(Path(options["data"]).resolve()),
             name=name,
