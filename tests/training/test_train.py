@@ -176,15 +176,17 @@ def test_label_smoothing_colour_jitter_and_patience_reach_the_run_and_its_card(n
     call_command(
         "train_model", data=str(nih_folder), epochs=1, batch_size=16, val_fraction=0.25,
         seed=3, name="smooth", label_smoothing=0.1, colour_jitter=2.0, stop_patience=9,
+        dropout=0.3,
     )  # fmt: skip
     run = var_dir / "training" / "smooth"
     config = TrainConfig.load(run)
-    assert config.label_smoothing == 0.1 and config.stop_patience == 9
+    assert config.label_smoothing == 0.1 and config.stop_patience == 9 and config.dropout == 0.3
     assert config.augmentation["hue"] == pytest.approx(0.06) and config.augmentation["flips"]
     last = keras.models.load_model(run / "checkpoint" / "last.keras")
     assert last.loss.get_config()["label_smoothing"] == pytest.approx(0.1)
     card = json.loads((run / "card.json").read_text())
     assert "label smoothing 0.1" in card["hyperparameters"]["loss"]
+    assert card["hyperparameters"]["dropout"] == 0.3
     assert "patience 9" in card["hyperparameters"]["early_stopping"]
     with pytest.raises(CommandError, match="colour-jitter"):
         call_command("train_model", data=str(nih_folder), name="neg", colour_jitter=-1.0)

@@ -54,6 +54,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--min-lr", type=float, help="lowest learning rate (1e-5)")
         parser.add_argument(
+            "--dropout", type=float, help="dropout rate before and after Dense(128) (0.5)"
+        )
+        parser.add_argument(
             "--label-smoothing",
             type=float,
             help="train towards s/2 and 1 - s/2 instead of 0 and 1 (0; e.g. 0.1 for noisy labels)",
@@ -146,7 +149,7 @@ class Command(BaseCommand):
         output = Path(options["output"] or Path(settings.VAR_DIR) / "training" / name)
         overrides = {
             key: options[key]
-            for key in ("epochs", "batch_size", "learning_rate", "val_fraction", "seed")
+            for key in ("epochs", "batch_size", "learning_rate", "val_fraction", "seed", "dropout")
             if options[key] is not None
         }
         for key in (
