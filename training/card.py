@@ -105,7 +105,10 @@ def _hyperparameters(config) -> dict:
             if getattr(config, "label_smoothing", 0.0)
             else ""
         ),
-        "early_stopping": f"val_loss, patience {config.stop_patience}, best weights restored",
+        "early_stopping": (
+            f"{_SELECTION[getattr(config, 'selection_metric', 'val_loss')]}, patience "
+            f"{config.stop_patience}, the weights of the best epoch restored"
+        ),
         **_schedule(config),
         "augmentation": config.augmentation,
         "weight_average": (
@@ -116,6 +119,12 @@ def _hyperparameters(config) -> dict:
         ),
         "seed": config.seed,
     }
+
+
+_SELECTION = {
+    "val_loss": "validation loss",
+    "val_loss_calibrated": "validation loss after temperature scaling",
+}
 
 
 def _schedule(config) -> dict:
@@ -133,7 +142,7 @@ def _schedule(config) -> dict:
         )
     else:
         lines["reduce_lr_on_plateau"] = (
-            f"val_loss, patience {config.lr_patience}, factor {config.lr_factor}, "
+            f"the same validation loss, patience {config.lr_patience}, factor {config.lr_factor}, "
             f"min {config.min_lr}"
         )
     return lines

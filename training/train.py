@@ -3,6 +3,7 @@
 A run lives in one output folder::
 
     config.json                 the options of the run (a resume reuses them)
+    init.keras                  with --init-from VERSION: that version's file, the warm start
     split.json                  which groups (patients) went to training and to validation
     cache/images.npy (+ .json)  every image decoded once by classifier.preprocess, uint8 150x150
     checkpoint/last.keras       model + optimizer state after the last finished epoch
@@ -66,6 +67,9 @@ class TrainConfig:
     sensitivity_target: float = 0.97
     # training.calibration.THRESHOLD_RULES: where the sensitivity target must be met.
     threshold_rule: str = "validation+training"  # = calibration.DEFAULT_THRESHOLD_RULE
+    # training.train.SELECTION_METRICS: the validation loss after temperature scaling (default)
+    # or the raw one.
+    selection_metric: str = "val_loss_calibrated"
     bootstrap_reps: int = 1000
     augmentation: dict = field(default_factory=lambda: Augmentation().as_dict())
 
@@ -157,7 +161,9 @@ def _callbacks_module():
     import keras
 
     class RunState(keras.callbacks.Callback):
-        """Early stopping and reduce-LR-on-plateau on val_loss, checkpointing, progress, budget.
+        """Validation, early stopping and LR schedule, checkpointing, progress, time budget.
+
+        The best epoch, the plateau and the early stop follow selection_key(config).
 
         One callback so that its whole state is in checkpoint/state.json and a resumed run
         continues exactly where it stopped (same patience counters, best weights, LR, history).
@@ -195,14 +201,13 @@ def _callbacks_module():
         def on_epoch_end(self, epoch, logs=None):
             logs = dict(logs or {})
             lr = float(np.asarray(self.model.optimizer.learning_rate))
-            if self.val_ds is not None:
-                # Validate (and keep as best) the weight average, then train on from the raw weights.
-                raw = self._swap_in_average()
-                logs.update(self._validate())
-                self._keep_if_best(epoch, logs["val_loss"])
+            # Validate (and keep as best) the weight average if there is one, then train on
+            # from the raw weights.
+            raw = self._swap_in_average() if self.config.ema_momentum else None
+            logs.update(self._validate())
+            self._keep_if_best(epoch, logs[selection_key(self.config)])
+            if raw is not None:
                 self._restore(raw)
-            else:
-                self._keep_if_best(epoch, logs["val_loss"])
             # An epoch's time runs from the end of the previous one (its checkpoint included)
             # to here (validation included), so that the time budget sees every second.
             seconds = time.monotonic() - self.epoch_started
@@ -234,6 +239,7 @@ def _callbacks_module():
                 variable.assign(value)
 
         def _validate(self) -> dict[str, float]:
+            from training import calibration
             from training.metrics import roc_auc
 
             probs, labels = [], []
@@ -243,7 +249,17 @@ def _callbacks_module():
             p, y = np.clip(np.concatenate(probs), 1e-7, 1 - 1e-7), np.concatenate(labels)
             loss = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
             accuracy = np.mean((p >= 0.5) == (y == 1))
-            return {"val_loss": loss, "val_accuracy": accuracy, "val_auc": roc_auc(y, p)}
+            # The loss of the model as it will be shipped: after temperature scaling. Unlike the
+            # raw loss it does not penalise a model for being less confident overall (as label
+            # smoothing makes it), only for ranking and separating the images worse.
+            logits = calibration.logit(p)
+            calibrated = calibration.nll(logits, y, calibration.fit_temperature(logits, y))
+            return {
+                "val_loss": loss,
+                "val_loss_calibrated": calibrated,
+                "val_accuracy": accuracy,
+                "val_auc": roc_auc(y, p),
+            }
 
         def _keep_if_best(self, epoch, val_loss):
             st = self.state
@@ -292,7 +308,8 @@ def _callbacks_module():
             self.log(
                 f"epoch {done}/{self.config.epochs} ({seconds:.0f}s) "
                 f"loss {logs['loss']:.4f} acc {logs['accuracy']:.4f} auc {logs['auc']:.4f} | "
-                f"val_loss {logs['val_loss']:.4f} val_acc {logs['val_accuracy']:.4f} "
+                f"val_loss {logs['val_loss']:.4f} (after temperature scaling "
+                f"{logs['val_loss_calibrated']:.4f}) val_acc {logs['val_accuracy']:.4f} "
                 f"val_auc {logs['val_auc']:.4f} | lr {lr:.1e} | best epoch "
                 f"{self.state.get('best_epoch')} | ETA {left / 60:.1f} min "
                 f"(at most; early stopping may end sooner)"
@@ -315,6 +332,15 @@ def _callbacks_module():
 
 
 LR_SCHEDULES = ("plateau", "cosine")
+SELECTION_METRICS = ("val_loss_calibrated", "val_loss")
+
+
+def selection_key(config: TrainConfig) -> str:
+    """The validation figure that picks the best epoch and drives the plateau and early stop.
+
+    Runs configured before the choice existed selected on the raw validation loss.
+    """
+    return getattr(config, "selection_metric", "val_loss")
 
 
 def cosine_lr(config: TrainConfig, epoch: int) -> float:
@@ -407,13 +433,11 @@ def fit(config: TrainConfig, folder: Path, run: RunData, log: Log, callbacks: Se
     )
     steps = int(np.ceil(len(run.train_idx) / config.batch_size))
     keras.utils.set_random_seed(config.seed + state.get("epoch", 0))
-    ema_val = val_ds if config.ema_momentum else None
-    run_state = _callbacks_module()(config, folder, state, log, steps, ema_val)
+    run_state = _callbacks_module()(config, folder, state, log, steps, val_ds)
     if should_continue(config, state):
         state.pop("stopped_by_budget", None)
         model.fit(
             train_ds,
-            validation_data=None if config.ema_momentum else val_ds,
             epochs=config.epochs,
             initial_epoch=state.get("epoch", 0),
             callbacks=[run_state, *callbacks],

@@ -187,6 +187,11 @@ def test_label_smoothing_colour_jitter_and_patience_reach_the_run_and_its_card(n
     card = json.loads((run / "card.json").read_text())
     assert "label smoothing 0.1" in card["hyperparameters"]["loss"]
     assert card["hyperparameters"]["dropout"] == 0.3
+    # The best epoch is picked on the validation loss after temperature scaling, which is never
+    # above the raw loss (T = 1 is among the temperatures tried).
+    assert "after temperature scaling" in card["hyperparameters"]["early_stopping"]
+    history = json.loads((run / "history.json").read_text())
+    assert history["val_loss_calibrated"][0] <= history["val_loss"][0] + 1e-9
     assert "patience 9" in card["hyperparameters"]["early_stopping"]
     with pytest.raises(CommandError, match="colour-jitter"):
         call_command("train_model", data=str(nih_folder), name="neg", colour_jitter=-1.0)
