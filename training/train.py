@@ -317,7 +317,8 @@ def _callbacks_module():
 
         def _budget(self):
             limit = self.config.max_minutes
-            if not limit or self.model.stop_training:
+            last_epoch = self.state["epoch"] >= self.config.epochs
+            if not limit or self.model.stop_training or last_epoch:
                 return
             mean = self.state["fit_seconds"] / len(self.state["history"]["loss"])
             if self.state["fit_seconds"] + mean > limit * 60:

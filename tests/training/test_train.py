@@ -127,6 +127,7 @@ def test_a_warm_started_cosine_run_starts_from_the_versions_weights(nih_folder, 
     config.learning_rate, config.min_lr, config.lr_schedule = 1e-4, 1e-6, "cosine"
     config.init_from, config.init_sha256 = base.file.path, base.sha256
     config.init_note = "version base"
+    config.max_minutes = 60.0  # not reached: a run that ends at its last epoch is not "stopped"
     messages = []
     train(config, log=messages.append, callbacks=[FirstWeights()])
     start = keras.models.load_model(base.file.path, compile=False)
@@ -137,6 +138,7 @@ def test_a_warm_started_cosine_run_starts_from_the_versions_weights(nih_folder, 
     card = json.loads((var_dir / "tuned" / "card.json").read_text())
     assert base.sha256 in card["hyperparameters"]["warm_start"]
     assert "cosine" in card["hyperparameters"]["learning_rate_schedule"]
+    assert card["training"]["stopped_by_time_budget"] is False
 
 
 @pytest.mark.django_db
