@@ -17,10 +17,13 @@ class AuditedLoginView(LoginView):
     redirect_authenticated_user = True
 
     def post(self, request, *args, **kwargs) -> HttpResponse:
-        minutes = login_guard.minutes_locked(self._username())
+        username = self._username()
+        minutes = login_guard.minutes_locked(username)
         if minutes:
-            # Refused before the password is checked: a locked name cannot be guessed at.
-            context = self.get_context_data(locked=login_guard.locked_message(minutes))
+            # Refused before the password is checked: a locked name cannot be guessed at. The
+            # form shown is unbound, so rendering it validates (authenticates) nothing either.
+            form = self.get_form_class()(request, initial={"username": username})
+            context = self.get_context_data(form=form, locked=login_guard.locked_message(minutes))
             return self.render_to_response(context, status=429)
         return super().post(request, *args, **kwargs)
 

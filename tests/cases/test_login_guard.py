@@ -28,7 +28,9 @@ def test_the_fifth_failure_locks_the_name_and_the_right_password_is_then_refused
     assert "blocked for 15 more minutes" in locked.content.decode()
     assert AuditEvent.objects.filter(action="user.login_locked").count() == 1
 
-    refused = login(client, PASSWORD)
+    with mock.patch("django.contrib.auth.forms.authenticate") as authenticate:
+        refused = login(client, PASSWORD)
+    assert not authenticate.called  # the password of a locked name is not even checked
     assert refused.status_code == 429 and "_auth_user_id" not in client.session
     # While locked, attempts are not checked and do not grow the audit trail.
     assert AuditEvent.objects.filter(action="user.login_failed").count() == 5
