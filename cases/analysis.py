@@ -6,6 +6,7 @@ while holding the image's row lock, so a redelivered or concurrent task never du
 Heavy work (decoding, the forward pass, PNG encoding, storage writes) happens outside transactions.
 """
 
+import functools
 import hashlib
 import io
 import logging
@@ -30,14 +31,10 @@ logger = logging.getLogger(__name__)
 PENDING = (Image.Status.QUEUED, Image.Status.PROCESSING)
 
 
-_pool: list[ThreadPoolExecutor] = []
-
-
+@functools.cache
 def _io_pool() -> ThreadPoolExecutor:
     """Threads for decoding and PNG encoding (created lazily, once per worker process)."""
-    if not _pool:
-        _pool.append(ThreadPoolExecutor(max_workers=2, thread_name_prefix="analysis-io"))
-    return _pool[0]
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="analysis-io")
 
 
 class TransientAnalysisError(RuntimeError):

@@ -117,10 +117,7 @@ def local_model_file(version: ModelVersion) -> Iterator[str]:
         handle.flush()
         actual = sha256_of(handle.name)
         if actual != version.sha256:
-            raise ModelFileError(
-                f"model file {version.file.name} of version {version.name!r} does not match its "
-                f"registry entry: expected sha256 {version.sha256}, found {actual}"
-            )
+            raise _mismatch(version, actual)
         yield handle.name
 
 
@@ -130,7 +127,11 @@ def _check_stored(version: ModelVersion) -> None:
     with version.file.storage.open(version.file.name, "rb") as handle:
         actual = sha256_of(handle)
     if actual != version.sha256:
-        raise ModelFileError(
-            f"model file {version.file.name} of version {version.name!r} does not match its "
-            f"registry entry: expected sha256 {version.sha256}, found {actual}"
-        )
+        raise _mismatch(version, actual)
+
+
+def _mismatch(version: ModelVersion, actual: str) -> ModelFileError:
+    return ModelFileError(
+        f"model file {version.file.name} of version {version.name!r} does not match its "
+        f"registry entry: expected sha256 {version.sha256}, found {actual}"
+    )

@@ -12,7 +12,7 @@ import platform
 from datetime import UTC, datetime
 from pathlib import Path
 
-from training.calibration import DEFAULT_THRESHOLD_RULE, THRESHOLD_RULE
+from training.calibration import THRESHOLD_RULE
 
 INTENDED_USE = (
     "Research and decision support: flags single red-blood-cell crops of Giemsa-stained thin "
@@ -76,9 +76,9 @@ def build_card(
             "final_lr": state.get("lr"),
         },
         "threshold": result["threshold"],
-        "threshold_rule": THRESHOLD_RULE[
-            getattr(config, "threshold_rule", DEFAULT_THRESHOLD_RULE)
-        ].format(target=config.sensitivity_target),
+        "threshold_rule": THRESHOLD_RULE[config.threshold_rule].format(
+            target=config.sensitivity_target
+        ),
         "threshold_candidates": result.get("threshold_candidates"),
         "temperature": result["temperature"],
         "calibration": (
@@ -100,21 +100,17 @@ def _hyperparameters(config) -> dict:
         "max_minutes": config.max_minutes,
         "dropout": config.dropout,
         "loss": "binary cross-entropy"
-        + (
-            f" with label smoothing {config.label_smoothing}"
-            if getattr(config, "label_smoothing", 0.0)
-            else ""
-        ),
+        + (f" with label smoothing {config.label_smoothing}" if config.label_smoothing else ""),
         "early_stopping": (
-            f"{_SELECTION[getattr(config, 'selection_metric', 'val_loss')]}, patience "
+            f"{_SELECTION[config.selection_metric]}, patience "
             f"{config.stop_patience}, the weights of the best epoch restored"
         ),
-        **_schedule(config),
+        **_start_and_schedule(config),
         "augmentation": config.augmentation,
         "weight_average": (
             f"exponential moving average of the weights, momentum {config.ema_momentum} per "
             "step; the average is what is validated, early-stopped on and shipped"
-            if getattr(config, "ema_momentum", None)
+            if config.ema_momentum
             else "none (the raw weights of the best epoch are shipped)"
         ),
         "seed": config.seed,
@@ -127,15 +123,15 @@ _SELECTION = {
 }
 
 
-def _schedule(config) -> dict:
-    schedule = getattr(config, "lr_schedule", "plateau")
+def _start_and_schedule(config) -> dict:
+    """Where the weights started and how the learning rate moved."""
     lines = {}
-    if getattr(config, "init_from", None):
+    if config.init_from:
         lines["warm_start"] = (
             f"weights initialised from {config.init_note or config.init_from} "
             f"(SHA-256 {config.init_sha256})"
         )
-    if schedule == "cosine":
+    if config.lr_schedule == "cosine":
         lines["learning_rate_schedule"] = (
             f"cosine decay per epoch from {config.learning_rate} to {config.min_lr} over "
             f"{config.epochs} epochs"

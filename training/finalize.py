@@ -29,9 +29,7 @@ def calibrate_on_validation(config: TrainConfig, run: RunData, model) -> dict:
     temperature = calibration.fit_temperature(logits, y)
     probabilities = calibration.calibrate(logits, temperature)
     candidates = {"validation": calibration.choose_threshold(probabilities, y, target)}
-    # getattr: a run started before the option existed finishes with the default rule.
-    rule = getattr(config, "threshold_rule", calibration.DEFAULT_THRESHOLD_RULE)
-    if rule == "validation+training":
+    if config.threshold_rule == "validation+training":
         # The same temperature applies; the training images are seen without augmentation.
         y_train = run.labels[run.train_idx]
         train_probabilities = calibration.calibrate(

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training.calibration import DEFAULT_THRESHOLD_RULE
 from training.data import Example, list_folder, load_or_decode, split_by_group
 from training.pipeline import Augmentation, make_dataset
 
@@ -66,9 +67,9 @@ class TrainConfig:
     init_note: str | None = None  # what the starting weights were (for the card)
     sensitivity_target: float = 0.97
     # training.calibration.THRESHOLD_RULES: where the sensitivity target must be met.
-    threshold_rule: str = "validation+training"  # = calibration.DEFAULT_THRESHOLD_RULE
-    # training.train.SELECTION_METRICS: the validation loss after temperature scaling (default)
-    # or the raw one.
+    threshold_rule: str = DEFAULT_THRESHOLD_RULE
+    # Which validation loss picks the best epoch and drives the plateau and the early stop:
+    # after temperature scaling ("val_loss_calibrated") or raw ("val_loss").
     selection_metric: str = "val_loss_calibrated"
     bootstrap_reps: int = 1000
     augmentation: dict = field(default_factory=lambda: Augmentation().as_dict())
@@ -163,7 +164,7 @@ def _callbacks_module():
     class RunState(keras.callbacks.Callback):
         """Validation, early stopping and LR schedule, checkpointing, progress, time budget.
 
-        The best epoch, the plateau and the early stop follow selection_key(config).
+        The best epoch, the plateau and the early stop follow config.selection_metric.
 
         One callback so that its whole state is in checkpoint/state.json and a resumed run
         continues exactly where it stopped (same patience counters, best weights, LR, history).
@@ -205,7 +206,7 @@ def _callbacks_module():
             # from the raw weights.
             raw = self._swap_in_average() if self.config.ema_momentum else None
             logs.update(self._validate())
-            self._keep_if_best(epoch, logs[selection_key(self.config)])
+            self._keep_if_best(epoch, logs[self.config.selection_metric])
             if raw is not None:
                 self._restore(raw)
             # An epoch's time runs from the end of the previous one (its checkpoint included)
@@ -333,15 +334,6 @@ def _callbacks_module():
 
 
 LR_SCHEDULES = ("plateau", "cosine")
-SELECTION_METRICS = ("val_loss_calibrated", "val_loss")
-
-
-def selection_key(config: TrainConfig) -> str:
-    """The validation figure that picks the best epoch and drives the plateau and early stop.
-
-    Runs configured before the choice existed selected on the raw validation loss.
-    """
-    return getattr(config, "selection_metric", "val_loss")
 
 
 def cosine_lr(config: TrainConfig, epoch: int) -> float:

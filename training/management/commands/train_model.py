@@ -12,6 +12,23 @@ from training.calibration import THRESHOLD_RULES
 from training.pipeline import Augmentation
 from training.train import LR_SCHEDULES, TrainConfig
 
+# Options copied as given into TrainConfig fields of the same name.
+CONFIG_OPTIONS = (
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "val_fraction",
+    "seed",
+    "dropout",
+    "max_minutes",
+    "ema_momentum",
+    "lr_schedule",
+    "min_lr",
+    "threshold_rule",
+    "stop_patience",
+    "label_smoothing",
+)
+
 
 class Command(BaseCommand):
     help = (
@@ -147,22 +164,7 @@ class Command(BaseCommand):
     def _config(self, options) -> tuple[TrainConfig, bool]:
         name = options["name"] or datetime.now().strftime("cnn-%Y%m%d-%H%M%S")
         output = Path(options["output"] or Path(settings.VAR_DIR) / "training" / name)
-        overrides = {
-            key: options[key]
-            for key in ("epochs", "batch_size", "learning_rate", "val_fraction", "seed", "dropout")
-            if options[key] is not None
-        }
-        for key in (
-            "max_minutes",
-            "ema_momentum",
-            "lr_schedule",
-            "min_lr",
-            "threshold_rule",
-            "stop_patience",
-            "label_smoothing",
-        ):
-            if options[key] is not None:
-                overrides[key] = options[key]
+        overrides = {key: options[key] for key in CONFIG_OPTIONS if options[key] is not None}
         if options["resume"]:
             if not (output / "config.json").exists():
                 raise CommandError(f"nothing to resume in {output} (no config.json)")
