@@ -105,7 +105,8 @@ def _claim(image_ids: list[int]) -> list[Image]:
 
 def _segment_field(image: Image, report: AnalysisReport) -> list[int]:
     """Cut a whole-field image into cell crops (child images); returns the children's ids."""
-    from classifier.segment import crop, segment_cells
+    from classifier.cells import cut_cell
+    from classifier.segment import segment_cells
 
     existing = list(image.cells.values_list("pk", flat=True))
     if existing:  # segmented by an earlier, interrupted run: do not cut it twice
@@ -114,7 +115,7 @@ def _segment_field(image: Image, report: AnalysisReport) -> list[int]:
     boxes = segment_cells(rgb)
     pending: list[tuple[dict, str, bytes, int, int]] = []
     for box in boxes:
-        cell = crop(rgb, box)
+        cell = cut_cell(rgb, box)
         buffer = io.BytesIO()
         PILImage.fromarray(cell).save(buffer, format="PNG", compress_level=1)
         data = buffer.getvalue()

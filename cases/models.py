@@ -133,6 +133,10 @@ class Image(models.Model):
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="cells"
     )
     bbox = models.JSONField(null=True, blank=True, help_text="x, y, w, h within the parent.")
+    # A detected cell cut by the field's edge: shown on the field, never counted or classified.
+    on_border = models.BooleanField(default=False)
+    # The detector's confidence for a detected cell (null: uploaded, or added by a reviewer).
+    detection_score = models.FloatField(null=True, blank=True)
     file = models.FileField(upload_to=image_upload_path, max_length=255)
     original_name = models.CharField(max_length=255, blank=True)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.CELL)

@@ -241,8 +241,10 @@ def images_add(
 
 @transaction.atomic
 def model_activate(*, version: ModelVersion, by=None) -> ModelVersion:
-    """Make `version` the one active model (workers pick it up at their next batch)."""
-    previous = ModelVersion.objects.select_for_update().filter(is_active=True).first()
+    """Make `version` the one active model of its kind (workers pick it up at their next batch)."""
+    previous = (
+        ModelVersion.objects.select_for_update().filter(kind=version.kind, is_active=True).first()
+    )
     if previous is not None and previous.pk == version.pk:
         return version
     if previous is not None:
@@ -256,7 +258,7 @@ def model_activate(*, version: ModelVersion, by=None) -> ModelVersion:
         action="model.activated",
         obj=version,
         before={"active": previous.name if previous else None},
-        after={"active": version.name, "sha256": version.sha256},
+        after={"active": version.name, "sha256": version.sha256, "kind": version.kind},
     )
     return version
 

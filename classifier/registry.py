@@ -50,6 +50,7 @@ def register_version(
     card: dict | None = None,
     quality_reference: dict | None = None,
     notes: str = "",
+    kind: str = ModelVersion.Kind.CLASSIFIER,
 ) -> ModelVersion:
     """Copy a model file into storage as models/<name>.keras and record a new INACTIVE version.
 
@@ -62,6 +63,7 @@ def register_version(
     expected = sha256_of(path)
     version = ModelVersion(
         name=name,
+        kind=kind,
         sha256=expected,
         is_active=False,
         threshold=float(threshold),
@@ -79,9 +81,9 @@ def register_version(
     return version
 
 
-def active_version() -> ModelVersion | None:
-    """The version that serves predictions now, or None when no version is active."""
-    return ModelVersion.objects.filter(is_active=True).first()
+def active_version(kind: str = ModelVersion.Kind.CLASSIFIER) -> ModelVersion | None:
+    """The version of that kind that serves now, or None when none is active."""
+    return ModelVersion.objects.filter(kind=kind, is_active=True).first()
 
 
 def verify_file(version: ModelVersion) -> str:

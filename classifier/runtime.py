@@ -15,6 +15,7 @@ from classifier.registry import ModelFileError, local_model_file
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 _loaded: dict = {"key": None, "engine": None}
+_detector: dict = {"key": None, "detector": None}
 
 
 class NoActiveModelError(RuntimeError):
@@ -49,7 +50,7 @@ def active_engine() -> tuple[ModelVersion, object]:
     Raises NoActiveModelError, or classifier.engine.ModelIntegrityError when the stored file's
     SHA-256 differs from the registry row (the model is then refused, never used).
     """
-    version = ModelVersion.objects.filter(is_active=True).first()
+    version = ModelVersion.objects.filter(kind=ModelVersion.Kind.CLASSIFIER, is_active=True).first()
     if version is None:
         raise NoActiveModelError(
             "No model version is active. Activate one with `python manage.py activate_model NAME`."
@@ -65,8 +66,42 @@ def active_engine() -> tuple[ModelVersion, object]:
         return version, _loaded["engine"]
 
 
+def active_detector() -> tuple[ModelVersion, object]:
+    """The active detector version and its loaded Detector; reloads after another is activated.
+
+    Raises NoActiveModelError when no detector is active, DetectorIntegrityError when its file's
+    SHA-256 differs from the registry row.
+    """
+    from classifier.detector import Detector, DetectorIntegrityError
+
+    version = ModelVersion.objects.filter(kind=ModelVersion.Kind.DETECTOR, is_active=True).first()
+    if version is None:
+        raise NoActiveModelError(
+            "No cell detector is active: field photographs cannot be analysed. Run "
+            "`python manage.py install_default_model` or activate one with `activate_model NAME`."
+        )
+    key = _version_key(version)
+    with _lock:
+        if _detector["key"] != key:
+            logger.info("Loading detector %s (sha256 %s)", version.name, version.sha256[:12])
+            _detector["key"], _detector["detector"] = None, None
+            try:
+                with local_model_file(version) as path:
+                    loaded = Detector.load(
+                        path, expected_sha256=version.sha256, threshold=version.threshold
+                    )
+            except ModelFileError as exc:
+                raise DetectorIntegrityError(
+                    f"SHA-256 check failed, detector refused: {exc}"
+                ) from exc
+            _detector["detector"], _detector["key"] = loaded, key
+        return version, _detector["detector"]
+
+
 def forget_loaded_model() -> None:
-    """Drop the cached engine (tests; or to force a re-check of the file's hash)."""
+    """Drop the cached engine and detector (tests; or to force a re-check of the file's hash)."""
     with _lock:
         _loaded["key"] = None
         _loaded["engine"] = None
+        _detector["key"] = None
+        _detector["detector"] = None

@@ -9,35 +9,22 @@ and eosin absorb it), so:
    cells with a marker-controlled watershed on the distance transform (markers: the cores where
    the distance exceeds a fraction of the typical radius);
 4. drop regions far smaller than the median cell (platelets, debris, stain specks).
-crop() cuts a cell out onto a black background, the way the NIH crops look, so the classifier
-sees what it was trained on. No Django or TensorFlow imports.
+This is the classical baseline the learned detector (classifier.detector) is benchmarked against
+(bench/segmentation.py); the platform itself detects cells with the detector. Crops are cut by
+classifier.cells.cut_cell. No Django or TensorFlow imports.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import cv2
 import numpy as np
+
+from classifier.cells import CellBox
 
 WORK_SIZE = 800  # long side, pixels, at which segmentation runs
 MIN_AREA_FRACTION = 0.2  # of the median cell area
 MAX_AREA_FRACTION = 6.0
 CORE_FRACTION = 0.5  # watershed markers: distance > this x the typical radius
-
-
-@dataclass(frozen=True)
-class CellBox:
-    """A cell's bounding box in the original image's pixels; mask is the cell inside the box."""
-
-    x: int
-    y: int
-    w: int
-    h: int
-    mask: np.ndarray | None = field(default=None, repr=False, compare=False)
-
-    def as_dict(self) -> dict[str, int]:
-        return {"x": self.x, "y": self.y, "w": self.w, "h": self.h}
 
 
 def foreground_mask(rgb_small: np.ndarray) -> np.ndarray:
@@ -131,24 +118,4 @@ def _box_at_full_scale(
     fx1, fy1 = min(width, int(np.ceil(x1 / scale))), min(height, int(np.ceil(y1 / scale)))
     small_mask = (labels[y0:y1, x0:x1] == label).astype(np.uint8)
     mask = cv2.resize(small_mask, (fx1 - fx0, fy1 - fy0), interpolation=cv2.INTER_NEAREST) > 0
-    return CellBox(fx0, fy0, fx1 - fx0, fy1 - fy0, mask)
-
-
-def crop(rgb_uint8: np.ndarray, box: CellBox, pad: int = 0) -> np.ndarray:
-    """The cell on a black background, box grown by pad on every side (black beyond the image).
-
-    With a mask (boxes from segment_cells) pixels outside the cell are black, like NIH crops.
-    """
-    height, width = rgb_uint8.shape[:2]
-    out = np.zeros((box.h + 2 * pad, box.w + 2 * pad, 3), np.uint8)
-    x0, y0 = max(0, box.x - pad), max(0, box.y - pad)
-    x1, y1 = min(width, box.x + box.w + pad), min(height, box.y + box.h + pad)
-    ox, oy = x0 - (box.x - pad), y0 - (box.y - pad)
-    out[oy : oy + y1 - y0, ox : ox + x1 - x0] = rgb_uint8[y0:y1, x0:x1]
-    if box.mask is not None:
-        keep = np.zeros(out.shape[:2], bool)
-        keep[pad : pad + box.h, pad : pad + box.w] = box.mask
-        # Grow the mask by a couple of pixels so the cell's own rim is not cut off.
-        keep = cv2.dilate(keep.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-        out[~keep] = 0
-    return out
+    return CellBox(fx0, fy0, fx1 - fx0, fy1 - fy0, mask=mask)

@@ -21,7 +21,8 @@ class Command(BaseCommand):
                 pass  # the file is there and matches its SHA-256
         except ModelFileError as exc:
             raise CommandError(f"Refusing to activate: {exc}") from exc
-        previous = ModelVersion.objects.filter(is_active=True).first()
+        previous = ModelVersion.objects.filter(kind=version.kind, is_active=True).first()
         model_activate(version=version, by=None)
         before = previous.name if previous else "none"
-        self.stdout.write(self.style.SUCCESS(f"Active model: {version.name} (was {before})."))
+        label = version.get_kind_display().lower()
+        self.stdout.write(self.style.SUCCESS(f"Active {label}: {version.name} (was {before})."))

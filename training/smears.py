@@ -1,0 +1,152 @@
+"""Annotated field photographs in the IML-Malaria layout: reading, a field-grouped split, and the
+detection metrics (matching at IoU 0.5, count error, parasitemia) used by evaluate_detector and
+bench/segmentation.py.
+
+A folder holds ``annotations.json`` — a list of ``{"image_name", "objects": [{"type", "bbox":
+{"x", "y", "w", "h"}}]}``, numbers possibly as strings, x/y the top-left corner — and the
+photographs under ``images/``. Every annotated box is a red cell (``red blood cell``, the
+parasite stages and ``difficult`` alike); the stages are parasitized. No Django or TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from classifier.cells import touches_border
+from classifier.preprocess import decode_image
+
+PARASITE_STAGES = frozenset({"ring", "trophozoite", "schizont", "gametocyte"})
+UNINFECTED_TYPES = frozenset({"red blood cell"})
+IOU_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class AnnotatedField:
+    """One photograph and its boxes (n, 4: x, y, w, h) with each box's annotated type."""
+
+    path: Path
+    name: str
+    boxes: np.ndarray
+    types: tuple[str, ...]
+
+    def read(self) -> np.ndarray:
+        return decode_image(self.path.read_bytes())
+
+    @property
+    def parasitized(self) -> np.ndarray:
+        return np.array([t in PARASITE_STAGES for t in self.types], bool)
+
+    def counted(self, width: int, height: int) -> np.ndarray:
+        """Boxes of cells not cut by the image's edge: the ones a count includes."""
+        return np.array([not touches_border(*b, width, height) for b in self.boxes], bool)
+
+
+def is_smear_folder(folder: str | Path) -> bool:
+    return (Path(folder) / "annotations.json").is_file()
+
+
+def load_fields(folder: str | Path) -> list[AnnotatedField]:
+    """Every annotated photograph of a folder, sorted by file name."""
+    folder = Path(folder)
+    entries = json.loads((folder / "annotations.json").read_text())
+    fields = []
+    for entry in entries:
+        rows = [[float(o["bbox"][k]) for k in ("x", "y", "w", "h")] for o in entry["objects"]]
+        types = tuple(str(o.get("type", "red blood cell")) for o in entry["objects"])
+        path = folder / "images" / entry["image_name"]
+        boxes = np.array(rows, dtype=np.float64).reshape(-1, 4)
+        fields.append(AnnotatedField(path, entry["image_name"], boxes, types))
+    return sorted(fields, key=lambda f: f.name)
+
+
+def split_fields(
+    fields: Sequence[AnnotatedField], val_fraction: float
+) -> tuple[list[AnnotatedField], list[AnnotatedField]]:
+    """(training, validation): the last val_fraction of the fields in name order.
+
+    Photographs are numbered as they were taken, so neighbouring names are neighbouring shots of
+    one slide (one patient, one staining): a contiguous block keeps a slide on one side, where a
+    random split would leak it into both.
+    """
+    ordered = sorted(fields, key=lambda f: f.name)
+    n_val = int(round(len(ordered) * val_fraction))
+    if val_fraction > 0 and len(ordered) > 1:
+        n_val = min(max(1, n_val), len(ordered) - 1)
+    cut = len(ordered) - n_val
+    return ordered[:cut], ordered[cut:]
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in a (n, 4: x, y, w, h) with every box in b (m, 4)."""
+    a, b = np.asarray(a, float).reshape(-1, 4), np.asarray(b, float).reshape(-1, 4)
+    ax0, ay0, ax1, ay1 = a[:, 0], a[:, 1], a[:, 0] + a[:, 2], a[:, 1] + a[:, 3]
+    bx0, by0, bx1, by1 = b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
+    iw = np.clip(np.minimum(ax1[:, None], bx1) - np.maximum(ax0[:, None], bx0), 0, None)
+    ih = np.clip(np.minimum(ay1[:, None], by1) - np.maximum(ay0[:, None], by0), 0, None)
+    inter = iw * ih
+    union = (a[:, 2] * a[:, 3])[:, None] + b[:, 2] * b[:, 3] - inter
+    return inter / np.maximum(union, 1e-9)
+
+
+def match_boxes(
+    predicted: np.ndarray, truth: np.ndarray, threshold: float = IOU_THRESHOLD
+) -> list[tuple[int, int]]:
+    """One-to-one (predicted index, true index) pairs, greedily by falling IoU >= threshold."""
+    if not len(predicted) or not len(truth):
+        return []
+    iou = iou_matrix(predicted, truth)
+    pairs = []
+    candidates = np.argwhere(iou >= threshold)
+    order = np.argsort(-iou[candidates[:, 0], candidates[:, 1]], kind="stable")
+    used_p, used_t = set(), set()
+    for i, j in candidates[order]:
+        if i in used_p or j in used_t:
+            continue
+        used_p.add(int(i))
+        used_t.add(int(j))
+        pairs.append((int(i), int(j)))
+    return pairs
+
+
+def count_matches(
+    predicted: np.ndarray, truth: np.ndarray, threshold: float = IOU_THRESHOLD
+) -> int:
+    return len(match_boxes(predicted, truth, threshold))
+
+
+@dataclass
+class DetectionTally:
+    """Running totals of a detection evaluation over fields."""
+
+    fields: int = 0
+    true_positives: int = 0
+    predicted: int = 0
+    annotated: int = 0
+    count_error_pct: list | None = None
+
+    def add(self, predicted: np.ndarray, truth: np.ndarray, counted_pred: int, counted_true: int):
+        self.fields += 1
+        self.true_positives += count_matches(predicted, truth)
+        self.predicted += len(predicted)
+        self.annotated += len(truth)
+        self.count_error_pct = self.count_error_pct or []
+        self.count_error_pct.append(100.0 * abs(counted_pred - counted_true) / max(counted_true, 1))
+
+    def summary(self) -> dict:
+        precision = self.true_positives / max(self.predicted, 1)
+        recall = self.true_positives / max(self.annotated, 1)
+        return {
+            "images": self.fields,
+            "precision": round(precision, 4),
+            "recall": round(recall, 4),
+            "f1": round(2 * precision * recall / max(precision + recall, 1e-9), 4),
+            "count_error_pct": round(float(np.mean(self.count_error_pct or [0.0])), 2),
+            "annotated_cells": self.annotated,
+            "detected_cells": self.predicted,
+            "iou_threshold": IOU_THRESHOLD,
+        }
