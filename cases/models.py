@@ -102,6 +102,11 @@ class Case(models.Model):
     )
     sent_back_at = models.DateTimeField(null=True, blank=True)
     send_back_reason = models.TextField(blank=True)
+    # Entered by the clinician or reviewer (cases.fields.case_set_red_cell_count): with it the
+    # parasitemia becomes a density, parasites/µL = parasitized fraction x red cells/µL.
+    red_cells_per_ul = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Red blood cells per µL of the patient's blood."
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -137,6 +142,9 @@ class Image(models.Model):
     on_border = models.BooleanField(default=False)
     # The detector's confidence for a detected cell (null: uploaded, or added by a reviewer).
     detection_score = models.FloatField(null=True, blank=True)
+    # A detection a reviewer removed as not a cell (a CellCorrection records who and when): still
+    # drawn on the field, struck out, and left out of every count.
+    removed = models.BooleanField(default=False)
     file = models.FileField(upload_to=image_upload_path, max_length=255)
     original_name = models.CharField(max_length=255, blank=True)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.CELL)
@@ -231,6 +239,33 @@ class Review(models.Model):
 
     def __str__(self) -> str:
         return f"{self.decision} {self.label} (image {self.image_id})"
+
+
+class CellCorrection(models.Model):
+    """A reviewer's correction of a field's detections: a missed cell added, a false one removed.
+
+    Append-only, beside the detector's output (never instead of it); Image.removed holds the
+    current state. Detector retraining reads the corrected boxes (cases.selectors).
+    """
+
+    class Action(models.TextChoices):
+        ADD = "add", "Added a missed cell"
+        REMOVE = "remove", "Removed a false detection"
+        RESTORE = "restore", "Restored a removed detection"
+
+    field = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="cell_corrections")
+    cell = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="corrections")
+    action = models.CharField(max_length=10, choices=Action.choices)
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} cell {self.cell_id} of field {self.field_id}"
 
 
 class Notification(models.Model):

@@ -227,6 +227,9 @@ REVIEW_FOUR_EYES = env_bool("REVIEW_FOUR_EYES", True)
 REPORT_DIRECT_MAX_IMAGES = env_int("REPORT_DIRECT_MAX_IMAGES", 200, minimum=1)
 # Images whose probability lies within this distance of the threshold are flagged "uncertain".
 ANALYSIS_UNCERTAIN_MARGIN = env_float("ANALYSIS_UNCERTAIN_MARGIN", 0.15)
+# Counted cells a case should reach before its parasitemia is read (NIH Malaria Screener's guide:
+# about 1,000 red cells on a thin smear); the field view and case page show progress toward it.
+TARGET_CELL_COUNT = env_int("TARGET_CELL_COUNT", 1000, minimum=1)
 
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
