@@ -54,6 +54,15 @@ class Patient(models.Model):
         return self.identifier
 
 
+class DomainStatus(models.TextChoices):
+    """The domain guard's decision on a field or a case (classifier.domain); blank: not judged yet."""
+
+    NOT_JUDGED = "", "Not judged"
+    IN_DOMAIN = "in_domain", "Within the model's validated domain"
+    OUT_OF_DOMAIN = "out_of_domain", "Outside the model's validated domain"
+    UNDETERMINED = "undetermined", "Too few cells to judge"
+
+
 class Case(models.Model):
     class Status(models.TextChoices):
         OPEN = "open", "Open"
@@ -102,6 +111,11 @@ class Case(models.Model):
     )
     sent_back_at = models.DateTimeField(null=True, blank=True)
     send_back_reason = models.TextField(blank=True)
+    # The domain guard on all of the case's cells (cases.domain_guard): out of domain -> no call.
+    domain_status = models.CharField(
+        max_length=16, choices=DomainStatus.choices, default=DomainStatus.NOT_JUDGED, blank=True
+    )
+    domain_detail = models.JSONField(default=dict, blank=True)
     # Entered by the clinician or reviewer (cases.fields.case_set_red_cell_count): with it the
     # parasitemia becomes a density, parasites/µL = parasitized fraction x red cells/µL.
     red_cells_per_ul = models.PositiveIntegerField(
@@ -153,6 +167,11 @@ class Image(models.Model):
     height = models.PositiveIntegerField()
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
     error = models.TextField(blank=True)
+    # The domain guard on a field image's cells (cases.domain_guard); blank for cells.
+    domain_status = models.CharField(
+        max_length=16, choices=DomainStatus.choices, default=DomainStatus.NOT_JUDGED, blank=True
+    )
+    domain_detail = models.JSONField(default=dict, blank=True)
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
@@ -193,6 +212,8 @@ class Prediction(models.Model):
     quality_flags = models.JSONField(default=list, blank=True)
     quality_metrics = models.JSONField(default=dict, blank=True)
     timings = models.JSONField(default=dict, blank=True)
+    # The cell's domain-guard vector (classifier.domain.cell_vectors) and its reference's key.
+    domain_vector = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
