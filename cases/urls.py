@@ -20,4 +20,6 @@ urlpatterns = [
     path("images/<int:image_id>/heatmap-raw", views.image_heatmap_raw, name="image_heatmap_raw"),
     # --- Review workflow (cases/reviews*.py, templates/review/) --------------------------------
     path("", include("cases.review_urls")),
+    # --- Field view (cases/field_*.py, templates/cases/field_view.html) -------------------------
+    path("", include("cases.field_urls")),
 ]
