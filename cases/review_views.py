@@ -28,6 +28,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from cases import reports, reviews
+from cases.field_selectors import attach_field_context
 from cases.models import Case, Image, Notification, Prediction, ReportExport, Review
 from cases.review_forms import (
     AuditFilterForm,
@@ -163,6 +164,7 @@ def review_case(request: HttpRequest, case_id: int) -> HttpResponse:
     images = case_images_with_reviews(case)
     margin = settings.ANALYSIS_UNCERTAIN_MARGIN
     items = [_image_item(img, margin) for img in images if is_reviewable(img)]
+    attach_field_context(items, images)
     current = None
     wanted = request.GET.get("image", "")
     if wanted.isdigit():

@@ -15,6 +15,8 @@ from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_GET, require_POST
 
 from cases import selectors, services
+from cases.field_reviews import can_set_red_cell_count
+from cases.field_selectors import case_fields_panel
 from cases.files import IMAGE_FILES, stream_private_file
 from cases.forms import CaseFilterForm, CaseForm, PatientForm, UploadKindForm, add_service_errors
 from cases.permissions import can_write, require_writer
@@ -106,6 +108,9 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
         "upload_form": UploadKindForm(),
         "upload_max_mb": settings.UPLOAD_MAX_FILE_MB,
         "review_counts": case_review_counts(case),
+        "fields_panel": case_fields_panel(case),
+        "can_set_red_cells": can_set_red_cell_count(request.user)
+        and case.status != case.Status.SIGNED_OFF,
     }
     return render(request, "cases/case_detail.html", context)
 

@@ -20,6 +20,24 @@
     return thumbs.filter((t) => !t.hidden);
   }
 
+  // A cell cut from a field photograph is shown in its field, linked to the field view.
+  function showFieldContext(d) {
+    const context = field("context");
+    if (!context) return;
+    context.hidden = !d.contextUrl;
+    if (!d.contextUrl) return;
+    const [w, h] = d.contextSize.split(" ");
+    const [x, y, bw, bh] = d.contextBox.split(" ");
+    context.querySelectorAll('[data-field="context-link"]').forEach((a) => (a.href = d.contextUrl));
+    field("context-svg").setAttribute("viewBox", d.contextViewbox);
+    const image = field("context-image");
+    image.setAttribute("href", d.contextFile);
+    image.setAttribute("width", w);
+    image.setAttribute("height", h);
+    const box = field("context-box");
+    Object.entries({ x, y, width: bw, height: bh }).forEach(([k, v]) => box.setAttribute(k, v));
+  }
+
   function select(thumb, { scroll = true } = {}) {
     if (!thumb) return;
     if (current) current.classList.remove("is-current");
@@ -47,6 +65,7 @@
     }
     field("flags").innerHTML = flags.join(" ") || "—";
     field("review").textContent = d.review || "not reviewed";
+    showFieldContext(d);
     if (canDecide) {
       confirmForm.action = d.decide;
       overrideForm.action = d.decide;
