@@ -1,10 +1,23 @@
-"""Cell segmentation against the IML-Malaria smear boxes: precision/recall at IoU 0.5, count error.
+"""Cell detection and field parasitemia against annotated field photographs (IML layout).
 
-    python bench/segmentation.py [--limit N]
+    python bench/segmentation.py [--data DIR] [--split all|validation] [--limit N]
+                                 [--detector DIR] [--classifier DIR]
 
-Reads $MALARIA_DATA_DIR/smears (default ../shared/data/smears). Every annotated box is a cell
-('red blood cell' and the parasite stages alike; 'difficult' too). Matching is greedy by IoU,
-one-to-one. The last line printed is JSON.
+Runs the detector and the classifier the platform ships (classifier/default_detector/ and
+classifier/default_model/, what `make run` activates; other exported folders with --detector /
+--classifier) over every photograph of DIR (default $MALARIA_DATA_DIR/smears, i.e.
+../shared/data/smears), exactly as the worker does: detect, cut each cell with cut_cell, classify
+with Grad-CAM. Every annotated box is a cell. Reported:
+- precision / recall: one-to-one matches at IoU >= 0.5 over all boxes (border cells included);
+- count_error_pct: mean over fields of |counted - annotated| / annotated, cells cut by the image
+  edge excluded on both sides (the platform does not count them);
+- seconds_per_field: detection + classification (with Grad-CAM) of one field, decoding excluded;
+- parasitemia_mae_pct: mean over fields of |estimated - annotated parasitemia| in percentage points
+  (estimated: parasitized / counted gradable cells; annotated: parasite-stage boxes / all boxes);
+- baseline_precision / baseline_recall / baseline_count_error_pct: the classical OpenCV
+  segmentation (classifier/segment.py) on the same fields, in the same process.
+--split validation keeps only the fields the shipped detector held out in training (its card).
+The last line printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -21,77 +34,117 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from classifier.preprocess import decode_image  # noqa: E402
+from classifier.cells import cut_cell, touches_border  # noqa: E402
 from classifier.segment import segment_cells  # noqa: E402
+from training.smears import DetectionTally, load_fields, split_fields  # noqa: E402
 
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in a (n, 4: x, y, w, h) with every box in b (m, 4)."""
-    ax0, ay0, ax1, ay1 = a[:, 0], a[:, 1], a[:, 0] + a[:, 2], a[:, 1] + a[:, 3]
-    bx0, by0, bx1, by1 = b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
-    iw = np.clip(np.minimum(ax1[:, None], bx1) - np.maximum(ax0[:, None], bx0), 0, None)
-    ih = np.clip(np.minimum(ay1[:, None], by1) - np.maximum(ay0[:, None], by0), 0, None)
-    inter = iw * ih
-    union = (a[:, 2] * a[:, 3])[:, None] + b[:, 2] * b[:, 3] - inter
-    return inter / np.maximum(union, 1e-9)
-
-
-def count_matches(predicted: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> int:
-    if not len(predicted) or not len(truth):
-        return 0
-    iou = iou_matrix(predicted.astype(float), truth.astype(float))
-    matched = 0
-    for flat in np.argsort(-iou, axis=None):
-        i, j = np.unravel_index(flat, iou.shape)
-        if iou[i, j] < threshold:
-            break
-        if np.isfinite(iou[i, j]):
-            matched += 1
-            iou[i, :] = -np.inf
-            iou[:, j] = -np.inf
-    return matched
+DEFAULT_DETECTOR = ROOT / "classifier" / "default_detector"
+DEFAULT_CLASSIFIER = ROOT / "classifier" / "default_model"
 
 
 def truth_boxes(entry: dict) -> np.ndarray:
+    """Boxes (n, 4: x, y, w, h) of one annotations.json entry (the test of the baseline uses it)."""
     rows = [[float(o["bbox"][k]) for k in ("x", "y", "w", "h")] for o in entry["objects"]]
     return np.array(rows, dtype=float).reshape(-1, 4)
 
 
-def evaluate(folder: Path, limit: int | None = None) -> dict:
-    entries = json.loads((folder / "annotations.json").read_text())[:limit]
-    tp = n_pred = n_true = 0
-    count_errors, seconds = [], 0.0
-    for entry in entries:
-        rgb = decode_image((folder / "images" / entry["image_name"]).read_bytes())
-        start = time.perf_counter()
-        boxes = segment_cells(rgb)
-        seconds += time.perf_counter() - start
-        predicted = np.array([[b.x, b.y, b.w, b.h] for b in boxes], dtype=float).reshape(-1, 4)
-        truth = truth_boxes(entry)
-        tp += count_matches(predicted, truth)
-        n_pred, n_true = n_pred + len(predicted), n_true + len(truth)
-        count_errors.append(abs(len(predicted) - len(truth)))
+def load_shipped(detector_dir: Path, classifier_dir: Path):
+    """The Detector and the Engine of two exported folders, hash-checked against their manifests."""
+    from classifier.detector import Detector
+    from classifier.engine import Engine
+
+    d = json.loads((detector_dir / "manifest.json").read_text())
+    c = json.loads((classifier_dir / "manifest.json").read_text())
+    detector = Detector.load(
+        str(detector_dir / d["file"]), expected_sha256=d["sha256"], threshold=d["threshold"]
+    )
+    engine = Engine.load(
+        classifier_dir / c["file"],
+        expected_sha256=c["sha256"],
+        threshold=c["threshold"],
+        temperature=c.get("temperature", 1.0),
+        quality_reference=c.get("quality_reference") or None,
+        batch_size=64,
+    )
+    return detector, engine, {"detector": d["name"], "classifier": c["name"]}
+
+
+def _counts(boxes: np.ndarray, border: np.ndarray) -> int:
+    return int((~border).sum()) if len(boxes) else 0
+
+
+def evaluate(fields, detector, engine) -> dict:
+    tally, baseline = DetectionTally(), DetectionTally()
+    seconds, baseline_seconds, parasitemia_errors = 0.0, 0.0, []
+    for field in fields:
+        rgb = field.read()
+        height, width = rgb.shape[:2]
+        counted_true = field.counted(width, height)
+        started = time.perf_counter()
+        cells = detector.detect(rgb)
+        counted = [c for c in cells if not c.on_border]
+        results = engine.analyse([cut_cell(rgb, c) for c in counted]) if counted else []
+        seconds += time.perf_counter() - started
+        predicted = np.array([[c.x, c.y, c.w, c.h] for c in cells], float).reshape(-1, 4)
+        tally.add(predicted, field.boxes, len(counted), int(counted_true.sum()))
+        gradable = [r for r in results if r.quality.ok]
+        positive = sum(r.label == "parasitized" for r in gradable)
+        estimated = 100.0 * positive / max(len(gradable), 1)
+        annotated = 100.0 * field.parasitized.sum() / max(len(field.boxes), 1)
+        parasitemia_errors.append(abs(estimated - annotated))
+
+        started = time.perf_counter()
+        classical = segment_cells(rgb)
+        baseline_seconds += time.perf_counter() - started
+        boxes = np.array([[c.x, c.y, c.w, c.h] for c in classical], float).reshape(-1, 4)
+        on_edge = np.array([touches_border(*b, width, height) for b in boxes], bool)
+        baseline.add(boxes, field.boxes, _counts(boxes, on_edge), int(counted_true.sum()))
+    ours, theirs = tally.summary(), baseline.summary()
+    n = max(len(fields), 1)
     return {
-        "images": len(entries),
-        "precision": round(tp / max(n_pred, 1), 4),
-        "recall": round(tp / max(n_true, 1), 4),
-        "mean_abs_count_error": round(float(np.mean(count_errors)), 2),
-        "mean_true_cells_per_image": round(n_true / max(len(entries), 1), 1),
-        "ms_per_image": round(1000 * seconds / max(len(entries), 1), 1),
+        "images": ours["images"],
+        "precision": ours["precision"],
+        "recall": ours["recall"],
+        "count_error_pct": ours["count_error_pct"],
+        "seconds_per_field": round(seconds / n, 3),
+        "parasitemia_mae_pct": round(float(np.mean(parasitemia_errors or [0.0])), 3),
+        "annotated_cells": ours["annotated_cells"],
+        "detected_cells": ours["detected_cells"],
+        "baseline_precision": theirs["precision"],
+        "baseline_recall": theirs["recall"],
+        "baseline_count_error_pct": theirs["count_error_pct"],
+        "baseline_seconds_per_field": round(baseline_seconds / n, 3),
         "iou_threshold": 0.5,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--limit", type=int, default=None, help="only the first N images")
-    args = parser.parse_args()
     data_dir = Path(os.environ.get("MALARIA_DATA_DIR", ROOT.parent / "shared" / "data"))
-    result = evaluate(data_dir / "smears", args.limit)
+    parser.add_argument("--data", default=str(data_dir / "smears"), help="an IML-layout folder")
+    parser.add_argument("--split", choices=("all", "validation"), default="all")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N fields")
+    parser.add_argument(
+        "--detector", default=str(DEFAULT_DETECTOR), help="exported detector folder"
+    )
+    parser.add_argument("--classifier", default=str(DEFAULT_CLASSIFIER), help="exported classifier")
+    args = parser.parse_args()
+    detector, engine, names = load_shipped(Path(args.detector), Path(args.classifier))
+    fields = load_fields(args.data)
+    if args.split == "validation":
+        card = json.loads((Path(args.detector) / "card.json").read_text())
+        held_out = set(card.get("validation_fields") or [])
+        fields = [f for f in fields if f.name in held_out] or split_fields(fields, 0.15)[1]
+    fields = fields[: args.limit]
+    detector.detect(fields[0].read())  # warm-up: the first call traces the network
+    result = {**evaluate(fields, detector, engine), "split": args.split, **names}
     print(
-        f"{result['images']} images: precision {result['precision']:.3f}, recall "
-        f"{result['recall']:.3f} at IoU 0.5; mean |count error| {result['mean_abs_count_error']}"
-        f" of {result['mean_true_cells_per_image']} cells/image; {result['ms_per_image']} ms/image"
+        f"{result['images']} fields ({args.split}): detector precision {result['precision']:.3f}, "
+        f"recall {result['recall']:.3f} at IoU 0.5, count error {result['count_error_pct']:.1f}%, "
+        f"{result['seconds_per_field']:.3f} s/field (detection + classification); parasitemia "
+        f"error {result['parasitemia_mae_pct']:.2f} points. Classical baseline: precision "
+        f"{result['baseline_precision']:.3f}, recall {result['baseline_recall']:.3f}, count error "
+        f"{result['baseline_count_error_pct']:.1f}%"
     )
     print(json.dumps(result))
 

@@ -104,16 +104,21 @@ def _claim(image_ids: list[int]) -> list[Image]:
 
 
 def _segment_field(image: Image, report: AnalysisReport) -> list[int]:
-    """Cut a whole-field image into cell crops (child images); returns the children's ids."""
+    """Detect the cells of a whole-field image and store each as a crop (a child image, cut by
+    classifier.cells.cut_cell); returns the children's ids. Cells cut by the field's edge are
+    stored flagged on_border: drawn on the field, never counted."""
     from classifier.cells import cut_cell
-    from classifier.segment import segment_cells
+    from classifier.runtime import active_detector
 
     existing = list(image.cells.values_list("pk", flat=True))
-    if existing:  # segmented by an earlier, interrupted run: do not cut it twice
+    if existing:  # detected by an earlier, interrupted run: do not cut it twice
         return existing
+    detector_version, detector = active_detector()
     rgb = _read_rgb(image)
-    boxes = segment_cells(rgb)
-    pending: list[tuple[dict, str, bytes, int, int]] = []
+    started = time.perf_counter()
+    boxes = detector.detect(rgb)
+    detect_ms = round((time.perf_counter() - started) * 1000, 1)
+    pending: list[tuple] = []  # (CellBox, stored path, PNG bytes, width, height)
     for box in boxes:
         cell = cut_cell(rgb, box)
         buffer = io.BytesIO()
@@ -122,8 +127,7 @@ def _segment_field(image: Image, report: AnalysisReport) -> list[int]:
         path = default_storage.save(
             f"cases/{image.case_id}/cells/{image.pk}-{uuid.uuid4().hex}.png", ContentFile(data)
         )
-        bbox = {"x": int(box.x), "y": int(box.y), "w": int(box.w), "h": int(box.h)}
-        pending.append((bbox, path, data, cell.shape[1], cell.shape[0]))
+        pending.append((box, path, data, cell.shape[1], cell.shape[0]))
     with transaction.atomic():
         locked = Image.objects.select_for_update().get(pk=image.pk)
         if locked.cells.exists():
@@ -135,7 +139,9 @@ def _segment_field(image: Image, report: AnalysisReport) -> list[int]:
                 Image(
                     case_id=image.case_id,
                     parent=image,
-                    bbox=bbox,
+                    bbox={"x": box.x, "y": box.y, "w": box.w, "h": box.h},
+                    on_border=box.on_border,
+                    detection_score=round(box.score, 4),
                     file=path,
                     original_name=f"{image.original_name} cell {n + 1}",
                     kind=Image.Kind.CELL,
@@ -145,7 +151,7 @@ def _segment_field(image: Image, report: AnalysisReport) -> list[int]:
                     uploaded_by_id=image.uploaded_by_id,
                     status=Image.Status.PROCESSING,
                 )
-                for n, (bbox, path, data, width, height) in enumerate(pending)
+                for n, (box, path, data, width, height) in enumerate(pending)
             ]
         )
         locked.status, locked.processed_at = Image.Status.DONE, timezone.now()
@@ -156,7 +162,12 @@ def _segment_field(image: Image, report: AnalysisReport) -> list[int]:
             action="field.segmented",
             obj=locked,
             case=locked.case,
-            after={"cells": len(children)},
+            after={
+                "cells": len(children),
+                "on_border": sum(box.on_border for box, *_ in pending),
+                "detector": detector_version.name,
+                "detect_ms": detect_ms,
+            },
         )
     report.segmented[image.pk] = len(children)
     return [child.pk for child in children]

@@ -31,12 +31,13 @@ TRANSIENT = (TransientAnalysisError, DatabaseError, OSError)
 )
 def analyse_images(self, image_ids: list[int]) -> dict:
     """Analyse a batch of images by id."""
+    from classifier.detector import DetectorIntegrityError
     from classifier.engine import ModelIntegrityError
     from classifier.runtime import NoActiveModelError
 
     try:
         report = analyse_images_service(image_ids=[int(i) for i in image_ids])
-    except (ModelIntegrityError, NoActiveModelError) as exc:
+    except (ModelIntegrityError, DetectorIntegrityError, NoActiveModelError) as exc:
         # Permanent until an admin acts: fail these images with the reason, mark none done.
         logger.error("Analysis refused: %s", exc)
         images_mark_failed(image_ids=image_ids, reason=str(exc))

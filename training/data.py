@@ -50,6 +50,8 @@ class Example:
     source: str | bytes
     label: int
     group: str
+    origin: str = "nih"  # which collection it comes from: "nih", "smear" or "reviewed"
+    stage: str = ""  # the annotated parasite stage of a smear cell (ring, trophozoite, ...)
 
     def read(self) -> bytes:
         return self.source if isinstance(self.source, bytes) else Path(self.source).read_bytes()

@@ -40,6 +40,17 @@ def calibrate_on_validation(config: TrainConfig, run: RunData, model) -> dict:
     metrics = summarize(
         y, probabilities, run.groups[run.val_idx], threshold, config.bootstrap_reps, config.seed
     )
+    if run.origins is not None and len(set(run.origins[run.val_idx].tolist())) > 1:
+        from training.sources import per_source
+
+        metrics["per_source"] = per_source(
+            run.origins[run.val_idx],
+            run.stages[run.val_idx],
+            run.groups[run.val_idx],
+            y,
+            probabilities,
+            threshold,
+        )
     raw = calibration.calibrate(logits, 1.0)
     metrics["calibration"] = {
         "nll_before": calibration.nll(logits, y, 1.0),
@@ -94,6 +105,16 @@ def finalize(config: TrainConfig, folder: Path, run: RunData, model, state: dict
         f"accuracy={m['accuracy']:.4f} auc={m['auc']:.4f} sensitivity={m['sensitivity']:.4f} "
         f"specificity={m['specificity']:.4f}"
     )
+    for origin, row in m.get("per_source", {}).items():
+        log(
+            f"  {origin}: n={row['n']} accuracy={row['accuracy']:.4f} auc={row['auc']:.4f} "
+            f"sensitivity={row['sensitivity']:.4f} specificity={row['specificity']:.4f}"
+            + (
+                f" parasitemia error {row['parasitemia']['mae_pct_points']} points"
+                if "parasitemia" in row
+                else ""
+            )
+        )
     model_path = save_inference_model(config, model, folder / "model.keras")
     m["plots"] = plots.write_all(
         folder / "validation", result["labels"], result["probabilities"], result["threshold"]

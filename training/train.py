@@ -50,6 +50,12 @@ class TrainConfig:
     val_fraction: float = 0.2
     seed: int = 42
     include_reviewed: bool = False
+    # Cells cut (classifier.cells.cut_cell) from an annotated smear folder (IML layout), trained
+    # on beside the NIH cells; the last smear_val_fraction of its fields (by name) validate.
+    smears: str | None = None
+    smear_val_fraction: float = 0.15
+    # Each parasitized smear cell is seen this many times per epoch (they are ~1.4% of cells).
+    smear_positive_repeat: int = 1
     max_minutes: float | None = None  # wall-clock budget for the fit (all resumes together)
     stop_patience: int = 6  # epochs without a lower validation loss before stopping
     lr_patience: int = 2  # epochs without a lower validation loss before halving the LR
@@ -92,6 +98,8 @@ class RunData:
     groups: np.ndarray
     train_idx: np.ndarray
     val_idx: np.ndarray
+    origins: np.ndarray | None = None  # per example: "nih", "smear" or "reviewed"
+    stages: np.ndarray | None = None  # per example: the smear cell's parasite stage, or ""
 
 
 def _write_json(path: Path, payload: dict) -> None:
@@ -106,8 +114,19 @@ def collect_examples(config: TrainConfig) -> list[Example]:
     if config.include_reviewed:
         from training.reviewed import reviewed_examples
 
-        examples += [Example(src, label, group) for src, label, group in reviewed_examples()]
+        examples += [
+            Example(src, label, group, origin="reviewed")
+            for src, label, group in reviewed_examples()
+        ]
     return examples
+
+
+def smear_examples(config: TrainConfig) -> tuple[list[Example], list[Example]]:
+    """(training, validation) cells of the smear folder, split by field as the detector's is."""
+    from training.smears import cell_examples, load_fields, split_fields
+
+    train_fields, val_fields = split_fields(load_fields(config.smears), config.smear_val_fraction)
+    return cell_examples(train_fields), cell_examples(val_fields)
 
 
 def prepare_data(config: TrainConfig, folder: Path, log: Log) -> RunData:
@@ -116,6 +135,21 @@ def prepare_data(config: TrainConfig, folder: Path, log: Log) -> RunData:
     labels = np.array([e.label for e in examples], np.int64)
     groups = np.array([e.group for e in examples])
     train_idx, val_idx = split_by_group(groups, labels, config.val_fraction, config.seed)
+    if config.smears:
+        smear_train, smear_val = smear_examples(config)
+        start = len(examples)
+        examples = [*examples, *smear_train, *smear_val]
+        labels = np.array([e.label for e in examples], np.int64)
+        groups = np.array([e.group for e in examples])
+        middle = start + len(smear_train)
+        positives = [i for i in range(start, middle) if labels[i] == 1]
+        extra = positives * max(config.smear_positive_repeat - 1, 0)
+        train_idx = np.concatenate([train_idx, np.arange(start, middle), extra]).astype(np.int64)
+        val_idx = np.concatenate([val_idx, np.arange(middle, len(examples))]).astype(np.int64)
+        log(
+            f"smear cells: {len(smear_train)} training ({len(positives)} parasitized, each seen "
+            f"{max(config.smear_positive_repeat, 1)}x), {len(smear_val)} validation"
+        )
     log(
         f"{len(examples)} images, {len(set(groups))} groups: train {len(train_idx)} images / "
         f"{len(set(groups[train_idx]))} groups, validation {len(val_idx)} images / "
@@ -125,7 +159,9 @@ def prepare_data(config: TrainConfig, folder: Path, log: Log) -> RunData:
     images = load_or_decode(examples, folder / "cache", "images")
     log(f"images ready ({images.nbytes / 1e6:.0f} MB uint8) in {time.monotonic() - started:.0f}s")
     _write_json(folder / "split.json", split_summary(labels, groups, train_idx, val_idx, config))
-    return RunData(examples, images, labels, groups, train_idx, val_idx)
+    origins = np.array([e.origin for e in examples])
+    stages = np.array([e.stage for e in examples])
+    return RunData(examples, images, labels, groups, train_idx, val_idx, origins, stages)
 
 
 def split_summary(labels, groups, train_idx, val_idx, config: TrainConfig) -> dict:

@@ -19,3 +19,11 @@ def var_dir(settings, tmp_path) -> Path:
     settings.VAR_DIR = tmp_path / "var"
     settings.VAR_DIR.mkdir()
     return settings.VAR_DIR
+
+
+@pytest.fixture(scope="session")
+def smear_folder(tmp_path_factory) -> Path:
+    """Six synthetic field photographs in the IML layout, two parasitized cells each."""
+    from classifier.synthetic import write_smear_folder
+
+    return write_smear_folder(tmp_path_factory.mktemp("smears"), 6, seed=2)

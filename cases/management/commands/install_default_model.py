@@ -1,4 +1,5 @@
-"""Register the model shipped in classifier/default_model/ and activate it on a fresh install."""
+"""Register the shipped models (classifier/default_model/: the cell classifier,
+classifier/default_detector/: the cell detector) and activate each on a fresh install."""
 
 import json
 from pathlib import Path
@@ -9,24 +10,32 @@ from cases.services import model_activate
 from classifier.models import ModelVersion
 from classifier.registry import register_version, sha256_of
 
-DEFAULT_DIR = Path(__file__).resolve().parents[3] / "classifier" / "default_model"
+SHIPPED = Path(__file__).resolve().parents[3] / "classifier"
+DEFAULT_DIRS = (SHIPPED / "default_model", SHIPPED / "default_detector")
 
 
 class Command(BaseCommand):
     help = (
-        "Register the shipped default model (classifier/default_model/) if it is not registered, "
-        "and activate it when no version is active. Safe to run on every start."
+        "Register the shipped default models (classifier and cell detector) if they are not "
+        "registered, and activate each when no version of its kind is active. Safe on every start."
     )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--dir", default=str(DEFAULT_DIR), help="folder with manifest.json")
+        parser.add_argument(
+            "--dir", action="append", help="a folder with manifest.json (default: both shipped)"
+        )
 
     def handle(self, *args, **options) -> None:
-        folder = Path(options["dir"])
+        dirs = options["dir"] or DEFAULT_DIRS
+        for folder in [Path(d) for d in ([dirs] if isinstance(dirs, str) else dirs)]:
+            self.install(folder)
+
+    def install(self, folder: Path) -> None:
         manifest_path = folder / "manifest.json"
         if not manifest_path.exists():
-            raise CommandError(f"{manifest_path} not found: no default model is shipped.")
+            raise CommandError(f"{manifest_path} not found: no default model is shipped there.")
         manifest = json.loads(manifest_path.read_text())
+        kind = manifest.get("kind", ModelVersion.Kind.CLASSIFIER)
         model_path = folder / manifest.get("file", "model.keras")
         actual = sha256_of(model_path)
         if actual != manifest["sha256"]:
@@ -39,6 +48,7 @@ class Command(BaseCommand):
             card_path = folder / "card.json"
             version = register_version(
                 name=manifest["name"],
+                kind=kind,
                 model_path=model_path,
                 threshold=manifest["threshold"],
                 temperature=manifest.get("temperature", 1.0),
@@ -47,14 +57,15 @@ class Command(BaseCommand):
                 quality_reference=manifest.get("quality_reference", {}),
                 notes="Shipped default model.",
             )
-            self.stdout.write(f"Registered the shipped model as version {version.name}.")
-        elif version.sha256 != actual:
+            self.stdout.write(f"Registered the shipped {kind} as version {version.name}.")
+        elif version.sha256 != actual or version.kind != kind:
             raise CommandError(
                 f"Version {version.name} is registered with another file (sha256 "
-                f"{version.sha256[:12]}…); rename the shipped model's version in its manifest."
+                f"{version.sha256[:12]}…, kind {version.kind}); rename the shipped model's "
+                "version in its manifest."
             )
-        if not ModelVersion.objects.filter(is_active=True).exists():
-            model_activate(version=version, by=None)
-            self.stdout.write(f"Activated model version {version.name}.")
-        active = ModelVersion.objects.get(is_active=True)
-        self.stdout.write(f"Active model: {active.name}")
+        active = ModelVersion.objects.filter(kind=kind, is_active=True).first()
+        if active is None:
+            active = model_activate(version=version, by=None)
+            self.stdout.write(f"Activated {kind} version {version.name}.")
+        self.stdout.write(f"Active {kind}: {active.name}")

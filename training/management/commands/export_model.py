@@ -1,4 +1,5 @@
-"""manage.py export_model --version V [--dest DIR]: ship a version as classifier/default_model/."""
+"""manage.py export_model --version V [--dest DIR]: ship a version as the default of its kind
+(classifier/default_model/ for a classifier, classifier/default_detector/ for a detector)."""
 
 from __future__ import annotations
 
@@ -21,9 +22,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--version", dest="model_version", required=True)
         parser.add_argument("--note", default="", help="a note for the exported card")
-        parser.add_argument(
-            "--dest", default=str(Path(settings.BASE_DIR) / "classifier" / "default_model")
-        )
+        parser.add_argument("--dest", help="default: the shipped folder of the version's kind")
 
     def handle(self, *args, **options):
         from training.export import export_version
@@ -31,10 +30,10 @@ class Command(BaseCommand):
         version = ModelVersion.objects.filter(name=options["model_version"]).first()
         if version is None:
             raise CommandError(f"no model version named {options['model_version']!r}")
+        folder = "default_detector" if version.is_detector else "default_model"
+        dest = Path(options["dest"] or Path(settings.BASE_DIR) / "classifier" / folder)
         try:
-            manifest = export_version(version, Path(options["dest"]), options["note"])
+            manifest = export_version(version, dest, options["note"])
         except (ModelFileError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
-        self.stdout.write(
-            f"exported {manifest['name']} (sha256 {manifest['sha256']}) to {options['dest']}"
-        )
+        self.stdout.write(f"exported {manifest['name']} (sha256 {manifest['sha256']}) to {dest}")

@@ -27,6 +27,8 @@ CONFIG_OPTIONS = (
     "threshold_rule",
     "stop_patience",
     "label_smoothing",
+    "smear_val_fraction",
+    "smear_positive_repeat",
 )
 
 
@@ -54,6 +56,21 @@ class Command(BaseCommand):
             "--include-reviewed",
             action="store_true",
             help="add every reviewer-confirmed or -overridden image with the reviewer's label",
+        )
+        parser.add_argument(
+            "--smears",
+            help="also train on the cells of an annotated smear folder (annotations.json + "
+            "images/, IML layout), cut from their boxes as the field path cuts detected cells",
+        )
+        parser.add_argument(
+            "--smear-val-fraction",
+            type=float,
+            help="share of the smear fields (the last ones by name) held out to validate (0.15)",
+        )
+        parser.add_argument(
+            "--smear-positive-repeat",
+            type=int,
+            help="times each parasitized smear cell is seen per epoch (1; they are rare)",
         )
         parser.add_argument(
             "--ema-momentum",
@@ -189,6 +206,7 @@ class Command(BaseCommand):
             name=name,
             output=str(output),
             include_reviewed=options["include_reviewed"],
+            smears=str(Path(options["smears"]).resolve()) if options["smears"] else None,
             **overrides,
         )
         return config, False
