@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 from dataclasses import asdict
+from pathlib import Path
 
 from classifier import detector as det
 from classifier.models import ModelVersion
@@ -119,3 +120,39 @@ def evaluate_detector_version(version: ModelVersion, data: str, split: str = "al
     version.metrics = metrics
     version.save(update_fields=["metrics"])
     return result
+
+
+def reviewed_field_folder(dest: Path, base: str | None, log=print) -> Path:
+    """An IML-layout folder of the base folder's fields (referenced, not copied) plus every field
+    a reviewer corrected (cells added or removed), with its corrected boxes; those always train.
+
+    Cells cut by the edge keep their boxes (the detector learns to find them; the count skips
+    them). Returns the folder, for train_detector --include-reviewed.
+    """
+    import json
+
+    from django.core.files.storage import default_storage
+
+    from cases.selectors import reviewed_field_boxes
+
+    images = dest / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    entries = []
+    if base:
+        base_folder = Path(base).resolve()
+        for entry in json.loads((base_folder / "annotations.json").read_text()):
+            absolute = str(base_folder / "images" / entry["image_name"])
+            entries.append({**entry, "image_name": absolute})
+    reviewed = reviewed_field_boxes()
+    for field in reviewed:
+        name = f"reviewed-{field.image_id}{Path(field.file).suffix.lower() or '.png'}"
+        with default_storage.open(field.file, "rb") as source:
+            (images / name).write_bytes(source.read())
+        objects = [
+            {"type": "red blood cell", "bbox": {k: str(cell[k]) for k in ("x", "y", "w", "h")}}
+            for cell in field.boxes
+        ]
+        entries.append({"image_name": name, "objects": objects, "split": "train"})
+    (dest / "annotations.json").write_text(json.dumps(entries))
+    log(f"{len(reviewed)} reviewer-corrected fields added to the training fields")
+    return dest

@@ -33,6 +33,7 @@ class AnnotatedField:
     name: str
     boxes: np.ndarray
     types: tuple[str, ...]
+    train_only: bool = False  # an entry marked "split": "train" (e.g. reviewer-corrected fields)
 
     def read(self) -> np.ndarray:
         return decode_image(self.path.read_bytes())
@@ -58,27 +59,30 @@ def load_fields(folder: str | Path) -> list[AnnotatedField]:
     for entry in entries:
         rows = [[float(o["bbox"][k]) for k in ("x", "y", "w", "h")] for o in entry["objects"]]
         types = tuple(str(o.get("type", "red blood cell")) for o in entry["objects"])
-        path = folder / "images" / entry["image_name"]
+        path = folder / "images" / entry["image_name"]  # an absolute image_name stays as it is
         boxes = np.array(rows, dtype=np.float64).reshape(-1, 4)
-        fields.append(AnnotatedField(path, entry["image_name"], boxes, types))
+        train_only = entry.get("split") == "train"
+        fields.append(AnnotatedField(path, entry["image_name"], boxes, types, train_only))
     return sorted(fields, key=lambda f: f.name)
 
 
 def split_fields(
     fields: Sequence[AnnotatedField], val_fraction: float
 ) -> tuple[list[AnnotatedField], list[AnnotatedField]]:
-    """(training, validation): the last val_fraction of the fields in name order.
+    """(training, validation): the last val_fraction of the fields in name order; fields marked
+    train_only always train.
 
     Photographs are numbered as they were taken, so neighbouring names are neighbouring shots of
     one slide (one patient, one staining): a contiguous block keeps a slide on one side, where a
     random split would leak it into both.
     """
-    ordered = sorted(fields, key=lambda f: f.name)
+    always = [f for f in fields if f.train_only]
+    ordered = sorted((f for f in fields if not f.train_only), key=lambda f: f.name)
     n_val = int(round(len(ordered) * val_fraction))
     if val_fraction > 0 and len(ordered) > 1:
         n_val = min(max(1, n_val), len(ordered) - 1)
     cut = len(ordered) - n_val
-    return ordered[:cut], ordered[cut:]
+    return ordered[:cut] + always, ordered[cut:]
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

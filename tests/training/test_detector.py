@@ -77,3 +77,24 @@ def test_a_detector_is_exported_and_installed_beside_the_classifier(
     assert ModelVersion.objects.get(name="det-x").is_active
     classifier.refresh_from_db()
     assert classifier.is_active  # activating a detector leaves the active classifier alone
+
+
+@pytest.mark.django_db
+def test_reviewer_corrected_fields_join_the_training_fields(
+    smear_folder, case, clinician, reviewer, tmp_path
+):
+    from cases import field_reviews, reviews
+    from tests.cases.field_helpers import add_field
+    from training.detector_registry import reviewed_field_folder
+
+    field, cells = add_field(case, clinician, [0.1, 0.2, 0.3])
+    reviews.review_claim(case=case, by=reviewer)
+    field_reviews.cell_remove(cell=cells[0], by=reviewer)
+    folder = reviewed_field_folder(tmp_path / "data", str(smear_folder), log=lambda _: None)
+    fields = load_fields(folder)
+    reviewed = [f for f in fields if f.train_only]
+    assert len(fields) == 7 and len(reviewed) == 1
+    assert len(reviewed[0].boxes) == 2  # the removed detection is gone
+    assert reviewed[0].read().shape[:2] == (field.height, field.width)
+    train, validation = split_fields(fields, 0.34)
+    assert reviewed[0] in train and reviewed[0] not in validation

@@ -50,11 +50,17 @@ class Command(BaseCommand):
         parser.add_argument(
             "--colour-jitter", type=float, help="scale the stain/camera augmentation (1.0)"
         )
+        parser.add_argument(
+            "--include-reviewed",
+            action="store_true",
+            help="also train on every field whose cells reviewers corrected (added or removed "
+            "cells), with the corrected boxes; those fields always train, never validate",
+        )
 
     def handle(self, *args, **options):
         from classifier.models import ModelVersion
         from training.detector import train_detector
-        from training.detector_registry import register_detector
+        from training.detector_registry import register_detector, reviewed_field_folder
 
         name = options["name"] or f"detector-{datetime.now():%Y%m%d-%H%M%S}"
         if not options["resume"] and ModelVersion.objects.filter(name=name).exists():
@@ -63,6 +69,8 @@ class Command(BaseCommand):
         if not options["resume"] and not options["data"]:
             raise CommandError("--data is required (a folder with annotations.json and images/)")
         data = options["data"] or ""
+        if options["include_reviewed"] and not options["resume"]:
+            data = str(reviewed_field_folder(output / "data", options["data"], log=self._log))
         values = {k: options[k] for k in OPTIONS if options.get(k) is not None}
         config = DetectorConfig(data=data, name=name, output=str(output), **values)
         try:
