@@ -4,6 +4,7 @@ from collections import Counter
 
 from django.conf import settings
 from django.urls import reverse
+from django.utils import timezone
 
 from cases.models import Case, Image
 from cases.selectors import case_images
@@ -46,18 +47,54 @@ def status_counts(images: list[Image]) -> dict:
     return counts
 
 
+def _when(value) -> str:
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M")
+
+
+def case_headline(case: Case, summary: dict) -> dict:
+    """What the case page leads with: the signed diagnosis once there is one, else the AI's call.
+
+    `state` is "final", "review" (analysed, waiting for a reviewer) or "ai" (still analysing, or
+    nothing to count); `text` is the sentence shown.
+    """
+    if case.status == Case.Status.SIGNED_OFF:
+        signer = case.signed_off_by
+        text = (
+            f"Final diagnosis: {case.get_final_diagnosis_display()}, signed off by "
+            f"{signer.get_full_name() or signer.get_username()} on {_when(case.signed_off_at)}"
+        )
+        if case.final_parasitemia is not None:
+            text += (
+                f"; parasitemia {case.final_parasitemia:.2f}% "
+                f"({case.final_positive_cells} of {case.final_reviewed_cells} reviewed cells)"
+            )
+        return {"state": "final", "text": text + "."}
+    if case.status == Case.Status.AWAITING_REVIEW:
+        ai = {"positive": "AI suggests positive", "negative": "AI suggests negative"}.get(
+            summary["call"], summary["call_label"]
+        )
+        again = " again (reopened: the earlier sign-off is superseded)" if case.reopened_at else ""
+        return {"state": "review", "text": f"{ai}: awaiting review{again}. Not a diagnosis yet."}
+    return {"state": "ai", "text": summary["call_label"]}
+
+
 def case_status_payload(case: Case, *, with_images: bool = True) -> dict:
     """Everything the case page needs to update itself in place while analysis runs."""
     margin = settings.ANALYSIS_UNCERTAIN_MARGIN
     images = list(case_images(case))
     counts = status_counts(images)
+    summary = case_summary(images, margin=margin)
+    if case.status == Case.Status.SIGNED_OFF:
+        # The reviewer's diagnosis leads (the headline); the AI's call is history by now.
+        summary["call_label"] = f"Before review, the AI's call was: {summary['call_label']}"
     payload = {
         "id": case.pk,
         "status": case.status,
         "status_label": case.get_status_display(),
         "done": counts[Image.Status.QUEUED] + counts[Image.Status.PROCESSING] == 0,
         "counts": counts,
-        "summary": case_summary(images, margin=margin),
+        "summary": summary,
+        "headline": case_headline(case, summary),
     }
     if with_images:
         payload["images"] = [image_payload(img, margin=margin) for img in images]

@@ -1,13 +1,20 @@
 """Case reports: PDF (reportlab), CSV (one row per image) and FHIR R4 JSON (DiagnosticReport).
 
+A report claims only what happened. Before sign-off the PDF is titled and watermarked PRELIMINARY
+(AI only, not reviewed), lists what is still pending and makes no review statement; after
+sign-off it names the reviewer and the time and lists every override with its reason. Every
+count comes from cases.summary.case_summary (through ReviewCounts), as on the pages.
+
 Small cases render in the request; a case with more than REPORT_DIRECT_MAX_IMAGES images is
-rendered by a worker (cases.report_tasks) into a ReportExport the page offers when ready.
+rendered by a worker (cases.report_tasks) into a ReportExport the page offers when ready. A
+reopen keeps the signed report as a ReportExport marked superseded (report_keep_superseded).
 """
 
 import csv
 import io
 import json
 import logging
+import posixpath
 import uuid
 from dataclasses import dataclass
 
@@ -27,16 +34,22 @@ from cases.review_selectors import (
     current_review,
     review_counts_from,
 )
-from cases.summary import prediction_of
+from cases.summary import is_counted_cell, prediction_of
 
 logger = logging.getLogger(__name__)
 
 REPORT_DIRECT_MAX_IMAGES = getattr(settings, "REPORT_DIRECT_MAX_IMAGES", 200)
 INTENDED_USE = (
     "Intended use: the AI results in this report are decision support for trained microscopists, "
-    "not a stand-alone diagnosis. Every result was reviewed by the reviewer named below, whose "
-    "decision is final."
+    "not a stand-alone diagnosis."
 )
+PRELIMINARY_STATEMENT = (
+    "PRELIMINARY REPORT: AI only, not reviewed. This case is not signed off; its results have "
+    "not been confirmed by a reviewer and may still change. Do not use it as a diagnosis."
+)
+# Stored exports carry their kind of report in the file name: no extra column is needed to tell
+# a signed report (which a later reopen supersedes) from a preliminary one.
+FINAL_PREFIX, PRELIMINARY_PREFIX = "final-", "preliminary-"
 CONTENT_TYPES = {
     ReportExport.Kind.PDF: "application/pdf",
     ReportExport.Kind.CSV: "text/csv; charset=utf-8",
@@ -62,6 +75,8 @@ CSV_COLUMNS = [
     "threshold",
     "quality_ok",
     "quality_flags",
+    "counted",
+    "on_border",
     "model_version",
     "review_decision",
     "final_label",
@@ -132,6 +147,11 @@ def image_row(case: Case, image: Image) -> dict:
         "threshold": f"{prediction.threshold:.4f}" if prediction else "",
         "quality_ok": "" if prediction is None else str(prediction.quality_ok).lower(),
         "quality_flags": ";".join(map(str, prediction.quality_flags)) if prediction else "",
+        # In the AI's parasitemia: a counted cell with a quality-passed result.
+        "counted": str(
+            is_counted_cell(image) and prediction is not None and prediction.quality_ok
+        ).lower(),
+        "on_border": str(image.on_border).lower(),
         "model_version": prediction.model_version.name if prediction else "",
         "review_decision": review.decision if review else "",
         "final_label": review.label if review else "",
@@ -262,6 +282,11 @@ def case_report_fhir(case: Case) -> dict:
             valueQuantity=_count(case.final_positive_cells),
         ),
         observation(
+            "cells-counted-ai",
+            {"text": "Red blood cells counted by the AI model (quality-passed, before review)"},
+            valueQuantity=_count(counts.ai_counted),
+        ),
+        observation(
             "cells-parasitized-ai",
             {"text": "Parasitized red blood cells (AI model, before review)"},
             valueQuantity=_count(counts.ai_parasitized),
@@ -326,8 +351,51 @@ def _label_short(label: str) -> str:
     return "P" if label == Prediction.Label.PARASITIZED else "U"
 
 
-def case_report_pdf(case: Case, *, compress: bool = True) -> bytes:
-    """The case report as PDF. compress=False leaves page streams readable (tests)."""
+def _pct_ci(value: float | None, ci: tuple[float, float] | None) -> str:
+    """'25.00% (4.56-69.94%)', or '-' when nothing was counted (never an empty '()')."""
+    if value is None:
+        return "-"
+    return f"{_pct(value)} ({_ci(ci)})" if ci else _pct(value)
+
+
+def _person(user) -> str:
+    return (user.get_full_name() or user.get_username()) if user else "-"
+
+
+def pending_items(case: Case, counts: ReviewCounts) -> list[str]:
+    """What stands between this case and a final report, in words (empty once signed off)."""
+    if case.status == Case.Status.SIGNED_OFF:
+        return []
+    items = []
+    if counts.analysing:
+        items.append(f"{counts.analysing} image(s) still being analysed")
+    if counts.unreviewed:
+        items.append(f"{counts.unreviewed} of {counts.cells} cells not reviewed")
+    if counts.cells == 0 and not counts.analysing:
+        items.append("no cell has a model result yet")
+    if case.assigned_reviewer_id is None:
+        items.append("no reviewer has claimed the case")
+    items.append("sign-off with a final diagnosis")
+    return items
+
+
+@dataclass(frozen=True)
+class Superseded:
+    """Why a signed report no longer stands: the case was reopened."""
+
+    by: str
+    at: object
+    reason: str
+
+
+def case_report_pdf(
+    case: Case, *, compress: bool = True, superseded: Superseded | None = None
+) -> bytes:
+    """The case report as PDF: final once signed off, else preliminary (and watermarked so).
+
+    compress=False leaves page streams readable (tests). `superseded` stamps a signed report
+    that a reopen replaced (report_keep_superseded).
+    """
     from reportlab.lib import colors
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import getSampleStyleSheet
@@ -346,18 +414,54 @@ def case_report_pdf(case: Case, *, compress: bool = True) -> bytes:
     def p(text: str, style=body) -> Paragraph:
         return Paragraph(text, style)
 
-    story = [
-        p(f"Malaria microscopy report: case {case.pk}", styles["Title"]),
-        p(
-            ""
-            if signed
-            else "<b>PRELIMINARY: this case is not signed off; results may still change.</b>"
-        ),
-        p(f"<i>{escape(INTENDED_USE)}</i>"),
-        Spacer(1, 3 * mm),
-    ]
+    if signed:
+        title = f"Malaria microscopy report: case {case.pk}"
+        statement = (
+            f"{INTENDED_USE} Every cell result below was reviewed; the case was signed off by "
+            f"{_person(case.signed_off_by)} on {_when(case.signed_off_at)}, whose decision is "
+            "final."
+        )
+    else:
+        title = f"PRELIMINARY report (AI only, not reviewed): case {case.pk}"
+        statement = f"{PRELIMINARY_STATEMENT} {INTENDED_USE}"
+    story = [p(escape(title), styles["Title"])]
+    if superseded is not None:
+        story.append(
+            p(
+                f"<b>SUPERSEDED: this signed report no longer stands. The case was reopened by "
+                f"{escape(superseded.by)} on {_when(superseded.at)}: "
+                f"{escape(superseded.reason)}</b>"
+            )
+        )
+    story += [p(f"<i>{escape(statement)}</i>")]
+    pending = pending_items(case, counts)
+    if pending:
+        story.append(p("<b>Still pending:</b> " + escape("; ".join(pending)) + "."))
+    story.append(Spacer(1, 3 * mm))
     patient = case.patient
-    reviewer = case.signed_off_by or case.assigned_reviewer
+    if signed:
+        reviewer_row = [
+            "Signed off by",
+            _person(case.signed_off_by),
+            "Signed off at",
+            _when(case.signed_off_at),
+        ]
+        result_row = [
+            "Final diagnosis",
+            case.get_final_diagnosis_display(),
+            "Parasitemia (95% CI)",
+            _pct_ci(
+                case.final_parasitemia, (case.final_parasitemia_low, case.final_parasitemia_high)
+            ),
+        ]
+    else:
+        claimed = (
+            f"{_person(case.assigned_reviewer)} (claimed {_when(case.claimed_at)}), not signed off"
+            if case.assigned_reviewer
+            else "none yet"
+        )
+        reviewer_row = ["Reviewer", claimed, "Signed off", "no"]
+        result_row = ["Final diagnosis", "none: not signed off", "Parasitemia", "see AI counts"]
     details = [
         ["Patient identifier", patient.identifier, "Site", patient.site.name],
         [
@@ -372,20 +476,8 @@ def case_report_pdf(case: Case, *, compress: bool = True) -> bytes:
             "Model version",
             ", ".join(data.model_versions) or "-",
         ],
-        [
-            "Reviewer",
-            str(reviewer) if reviewer else "-",
-            "Claimed / signed off",
-            f"{_when(case.claimed_at) or '-'} / {_when(case.signed_off_at) or '-'}",
-        ],
-        [
-            "Final diagnosis",
-            case.get_final_diagnosis_display() if signed else "(not signed off)",
-            "Parasitemia (95% CI)",
-            f"{_pct(case.final_parasitemia)} ({_ci((case.final_parasitemia_low, case.final_parasitemia_high))})"
-            if signed
-            else "-",
-        ],
+        reviewer_row,
+        result_row,
     ]
     grid = TableStyle(
         [
@@ -395,7 +487,7 @@ def case_report_pdf(case: Case, *, compress: bool = True) -> bytes:
         ]
     )
     table = Table(
-        [[p(str(c)) for c in row] for row in details],
+        [[p(escape(str(c))) for c in row] for row in details],
         colWidths=[30 * mm, 55 * mm, 32 * mm, 63 * mm],
     )
     table.setStyle(grid)
@@ -405,27 +497,37 @@ def case_report_pdf(case: Case, *, compress: bool = True) -> bytes:
     if case.reopen_reason:
         story.append(p(f"Reopened {_when(case.reopened_at)}: {escape(case.reopen_reason)}"))
 
+    reviewer_head = (
+        "Reviewer" if signed else f"Reviewer so far ({counts.reviewed} of {counts.cells})"
+    )
     count_rows = [
-        ["", "AI model", "Reviewer"],
-        ["Cells with a result", counts.cells, counts.reviewed],
+        ["", "AI model", reviewer_head],
+        ["Cells with a result", f"{counts.cells} cells", f"{counts.reviewed} reviewed"],
+        ["Quality-flagged (not counted by the AI)", counts.ai_quality_flagged, "-"],
+        ["Counted", f"{counts.ai_counted} quality-passed", f"{counts.reviewed} reviewed"],
         ["Parasitized", counts.ai_parasitized, counts.reviewer_parasitized],
         ["Uninfected", counts.ai_uninfected, counts.reviewer_uninfected],
-        ["Quality-flagged", counts.ai_quality_flagged, "-"],
         ["Near threshold", counts.ai_near_threshold, "-"],
         ["Overrides", "-", counts.overridden],
         [
             "Parasitemia (95% CI)",
-            f"{_pct(counts.ai_parasitemia)} ({_ci(counts.ai_ci95)})",
-            f"{_pct(counts.reviewer_parasitemia)} ({_ci(counts.reviewer_ci95)})",
+            _pct_ci(counts.ai_parasitemia, counts.ai_ci95),
+            _pct_ci(counts.reviewer_parasitemia, counts.reviewer_ci95),
         ],
     ]
-    counts_table = Table(count_rows, colWidths=[45 * mm, 45 * mm, 45 * mm], hAlign="LEFT")
+    counts_table = Table(count_rows, colWidths=[60 * mm, 45 * mm, 50 * mm], hAlign="LEFT")
     counts_table.setStyle(grid)
     story += [Spacer(1, 2 * mm), counts_table, Spacer(1, 2 * mm)]
+    fields = (
+        f" The cells include those detected on {counts.field_photographs} field photograph(s)."
+        if counts.field_photographs
+        else ""
+    )
     story.append(
         p(
-            "AI parasitemia counts quality-passed cells; reviewer parasitemia counts every "
-            "reviewed cell. Interval: 95% Wilson score.",
+            f"AI parasitemia: parasitized among the {counts.ai_counted} quality-passed cells; "
+            "reviewer parasitemia: every reviewed cell, with the reviewer's final labels. "
+            f"Interval: 95% Wilson score.{fields}",
             small,
         )
     )
@@ -435,6 +537,37 @@ def case_report_pdf(case: Case, *, compress: bool = True) -> bytes:
             for img in counts.failed_images
         )
         story.append(p(f"<b>Images that could not be analysed ({counts.failed}):</b> {failed}"))
+
+    overrides = [
+        (img, review)
+        for img in data.images
+        if (review := current_review(img)) is not None
+        and review.decision == review.Decision.OVERRIDE
+    ]
+    if overrides:
+        rows = [["Image", "AI", "Reviewer", "Reason", "Details", "By, when"]]
+        for img, review in overrides:
+            rows.append(
+                [
+                    p(escape(f"#{img.pk} {img.original_name}"), small),
+                    p(
+                        f"{img.prediction.get_label_display()} {img.prediction.probability:.2f}",
+                        small,
+                    ),
+                    p(review.get_label_display(), small),
+                    p(escape(review.get_reason_code_display()), small),
+                    p(escape(review.reason_text) or "-", small),
+                    p(escape(f"{_person(review.reviewer)}, {_when(review.created_at)}"), small),
+                ]
+            )
+        widths = [36 * mm, 20 * mm, 20 * mm, 25 * mm, 50 * mm, 29 * mm]
+        overrides_table = Table(rows, colWidths=widths, hAlign="LEFT", repeatRows=1)
+        overrides_table.setStyle(grid)
+        story += [
+            Spacer(1, 3 * mm),
+            p(f"<b>Overrides ({len(overrides)})</b>: the reviewer's label replaces the AI's"),
+            overrides_table,
+        ]
 
     story += [Spacer(1, 3 * mm), p("<b>Images</b> (original, Grad-CAM overlay)")]
     cells = [img for img in data.images if prediction_of(img) is not None]
@@ -473,15 +606,36 @@ def case_report_pdf(case: Case, *, compress: bool = True) -> bytes:
         image_table = Table(rows, colWidths=[45 * mm] * per_row, hAlign="LEFT")
         image_table.setStyle(TableStyle([("VALIGN", (0, 0), (-1, -1), "TOP")]))
         story.append(image_table)
+    story.append(
+        p(
+            "Captions: AI probability and label (P parasitized, U uninfected), QF quality-flagged, "
+            "Rev the reviewer's label.",
+            small,
+        )
+    )
 
-    def footer(canvas, doc) -> None:
+    watermark = "SUPERSEDED" if superseded is not None else ("" if signed else "PRELIMINARY")
+    state = "final" if signed else "PRELIMINARY, not reviewed"
+    if superseded is not None:
+        state = "SUPERSEDED"
+
+    def decorate(canvas, doc) -> None:
         canvas.saveState()
+        if watermark:
+            canvas.setFont("Helvetica-Bold", 64)
+            canvas.setFillColor(colors.Color(0.8, 0.1, 0.1, alpha=0.12))
+            canvas.translate(A4[0] / 2, A4[1] / 2)
+            canvas.rotate(45)
+            canvas.drawCentredString(0, 0, watermark)
+            canvas.rotate(-45)
+            canvas.translate(-A4[0] / 2, -A4[1] / 2)
+        canvas.setFillColor(colors.black)
         canvas.setFont("Helvetica", 7)
         canvas.drawString(
             15 * mm,
             8 * mm,
-            f"Case {case.pk} / patient {patient.identifier} / generated {_when(generated)} / "
-            f"page {doc.page}. Decision support, not a stand-alone diagnosis.",
+            f"Case {case.pk} / patient {patient.identifier} / {state} report / generated "
+            f"{_when(generated)} / page {doc.page}. Decision support, not a stand-alone diagnosis.",
         )
         canvas.restoreState()
 
@@ -493,11 +647,11 @@ def case_report_pdf(case: Case, *, compress: bool = True) -> bytes:
         rightMargin=15 * mm,
         topMargin=12 * mm,
         bottomMargin=15 * mm,
-        title=f"Case {case.pk} report",
+        title=title,
         author="malariaweb",
         pageCompression=1 if compress else 0,
     )
-    doc.build(story, onFirstPage=footer, onLaterPages=footer)
+    doc.build(story, onFirstPage=decorate, onLaterPages=decorate)
     return buffer.getvalue()
 
 
@@ -516,6 +670,75 @@ def report_render(case: Case, kind: str) -> bytes:
 
 def _export_state(export: ReportExport) -> dict:
     return {"kind": export.kind, "status": export.status, "file": export.file.name or ""}
+
+
+def _export_name(case: Case, kind: str) -> str:
+    prefix = FINAL_PREFIX if case.status == Case.Status.SIGNED_OFF else PRELIMINARY_PREFIX
+    return f"reports/{case.pk}/{prefix}{uuid.uuid4().hex}.{EXTENSIONS[kind]}"
+
+
+def export_is_final(export: ReportExport) -> bool:
+    """Whether a stored export was rendered while its case was signed off."""
+    return posixpath.basename(export.file.name or "").startswith(FINAL_PREFIX)
+
+
+def export_is_superseded(export: ReportExport, case: Case) -> bool:
+    """A signed report rendered before the case's latest reopen: kept, but no longer standing."""
+    return (
+        export_is_final(export)
+        and case.reopened_at is not None
+        and export.finished_at is not None
+        and export.finished_at <= case.reopened_at
+    )
+
+
+def export_state_label(export: ReportExport, case: Case) -> str:
+    """The words beside a stored export on the exports page."""
+    if export.status != ReportExport.Status.DONE:
+        return export.get_status_display()
+    if export_is_superseded(export, case):
+        return "Signed report, superseded by the reopen"
+    if export_is_final(export):
+        return "Final (signed off)"
+    return "Preliminary (not signed off)"
+
+
+def report_keep_superseded(*, case: Case, by, reason: str) -> ReportExport:
+    """Store the signed PDF of a case about to be reopened, stamped superseded (reopen only).
+
+    Called by cases.reviews.case_reopen with the case row locked and still signed off, so the
+    report shows exactly what was signed. It renders inside that transaction on purpose: a
+    reopen is a rare admin action, and a report rendered after the commit could no longer show
+    the signed state.
+    """
+    if case.status != Case.Status.SIGNED_OFF:
+        raise ValidationError("Only a signed-off case has a signed report to keep.")
+    now = timezone.now()
+    stamp = Superseded(by=_person(by), at=now, reason=reason)
+    content = case_report_pdf(case, superseded=stamp)
+    stored = default_storage.save(_export_name(case, ReportExport.Kind.PDF), ContentFile(content))
+    export = ReportExport(
+        case=case,
+        kind=ReportExport.Kind.PDF,
+        status=ReportExport.Status.DONE,
+        file=stored,
+        created_by=by,
+        finished_at=now,
+    )
+    export.full_clean()
+    export.save()
+    audit_record(
+        actor=by,
+        action="report.superseded_kept",
+        obj=export,
+        case=case,
+        after={
+            **_export_state(export),
+            "bytes": len(content),
+            "signed_off_at": _when(case.signed_off_at),
+        },
+    )
+    return export
 
 
 @transaction.atomic
@@ -557,9 +780,9 @@ def report_export_generate(*, export_id: int) -> ReportExport:
     ReportExport.objects.filter(pk=export_id, status=ReportExport.Status.PENDING).update(
         status=ReportExport.Status.RUNNING
     )
+    name = _export_name(Case.objects.get(pk=export.case_id), export.kind)
     content = report_render(export.case, export.kind)
     # Storage I/O before the transaction: the database lock is held only to record the result.
-    name = f"reports/{export.case_id}/{uuid.uuid4().hex}.{EXTENSIONS[export.kind]}"
     stored = default_storage.save(name, ContentFile(content))
     with transaction.atomic():
         export = ReportExport.objects.select_for_update().get(pk=export_id)

@@ -14,7 +14,13 @@ from django.db.models.functions import Cast
 
 from cases.models import AuditEvent, Case, Image, Notification, Patient, Prediction, Review
 from cases.selectors import cases_visible, user_has_role, user_sites
-from cases.summary import case_summary, is_near_threshold, prediction_of, wilson_interval
+from cases.summary import (
+    case_summary,
+    is_counted_cell,
+    is_near_threshold,
+    prediction_of,
+    wilson_interval,
+)
 
 REVIEWER_ROLE = "reviewer"
 ADMIN_ROLE = "admin"
@@ -29,12 +35,17 @@ def is_admin(user: AbstractBaseUser) -> bool:
 
 
 def reviewable_images(case: Case) -> QuerySet[Image]:
-    """The images a reviewer must decide: every cell image with a model result."""
-    return case.images.filter(kind=Image.Kind.CELL, prediction__isnull=False)
+    """The images a reviewer must decide: every counted cell with a model result.
+
+    The queryset twin of is_reviewable (cases.summary.is_counted_cell decides what a cell is).
+    """
+    return case.images.filter(
+        kind=Image.Kind.CELL, on_border=False, removed=False, prediction__isnull=False
+    )
 
 
 def is_reviewable(image: Image) -> bool:
-    return image.kind == Image.Kind.CELL and prediction_of(image) is not None
+    return is_counted_cell(image) and prediction_of(image) is not None
 
 
 def current_review(image: Image) -> Review | None:
@@ -66,9 +77,15 @@ def case_images_with_reviews(case: Case) -> list[Image]:
 
 @dataclass(frozen=True)
 class ReviewCounts:
-    """AI and reviewer counts of one case, side by side."""
+    """AI and reviewer counts of one case, side by side.
+
+    Every AI number is case_summary's (`summary`), never recounted here: `cells` are the cells
+    with a model result, `ai_counted` the quality-passed ones among them, and
+    `ai_parasitized + ai_uninfected == ai_counted`.
+    """
 
     images: int
+    field_photographs: int
     cells: int
     failed: int
     analysing: int
@@ -88,6 +105,7 @@ class ReviewCounts:
     reviewer_parasitemia: float | None
     reviewer_ci95: tuple[float, float] | None
     failed_images: tuple[Image, ...] = ()
+    summary: dict | None = None
 
     @property
     def all_reviewed(self) -> bool:
@@ -120,13 +138,14 @@ def review_counts_from(images: list[Image]) -> ReviewCounts:
     failed = tuple(img for img in images if img.status == Image.Status.FAILED)
     return ReviewCounts(
         images=len(images),
+        field_photographs=ai["field_photographs"],
         cells=len(cells),
         failed=len(failed),
         analysing=ai["pending"],
-        ai_parasitized=sum(img.prediction.label == Prediction.Label.PARASITIZED for img in cells),
-        ai_uninfected=sum(img.prediction.label == Prediction.Label.UNINFECTED for img in cells),
-        ai_quality_flagged=sum(not img.prediction.quality_ok for img in cells),
-        ai_near_threshold=sum(is_near_threshold(img.prediction, margin) for img in cells),
+        ai_parasitized=ai["parasitized"],
+        ai_uninfected=ai["uninfected"],
+        ai_quality_flagged=ai["quality_flagged"],
+        ai_near_threshold=ai["near_threshold"],
         ai_counted=ai["counted"],
         ai_parasitemia=ai_pct,
         ai_ci95=ai_ci,
@@ -139,6 +158,7 @@ def review_counts_from(images: list[Image]) -> ReviewCounts:
         reviewer_parasitemia=reviewer_pct,
         reviewer_ci95=reviewer_ci,
         failed_images=failed,
+        summary=ai,
     )
 
 
@@ -159,6 +179,8 @@ def high_confidence_pending(images: list[Image]) -> list[Image]:
 def _pending(extra: Q | None = None) -> Count:
     condition = Q(
         images__kind=Image.Kind.CELL,
+        images__on_border=False,
+        images__removed=False,
         images__prediction__isnull=False,
         images__reviews__isnull=True,
     )

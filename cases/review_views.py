@@ -165,6 +165,7 @@ def review_case(request: HttpRequest, case_id: int) -> HttpResponse:
     margin = settings.ANALYSIS_UNCERTAIN_MARGIN
     items = [_image_item(img, margin) for img in images if is_reviewable(img)]
     attach_field_context(items, images)
+    bulk = high_confidence_pending(images)
     current = None
     wanted = request.GET.get("image", "")
     if wanted.isdigit():
@@ -182,7 +183,10 @@ def review_case(request: HttpRequest, case_id: int) -> HttpResponse:
         "current": current,
         "next_item": next_item,
         "counts": review_counts_from(images),
-        "high_confidence": len(high_confidence_pending(images)),
+        "high_confidence": len(bulk),
+        "high_confidence_positive": sum(
+            img.prediction.label == Prediction.Label.PARASITIZED for img in bulk
+        ),
         "can_decide": case.status == Case.Status.AWAITING_REVIEW
         and case.assigned_reviewer_id == request.user.pk,
         "reasons": Review.Reason.choices,
@@ -237,14 +241,33 @@ def decide(request: HttpRequest, image_id: int) -> HttpResponse:
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def confirm_remaining(request: HttpRequest, case_id: int) -> HttpResponse:
+    """GET: what 'confirm all' would confirm (N, how many positive, which images); POST: do it.
+
+    The POST carries the N the reviewer saw, so a changed set is refused, never stamped.
+    """
     case = _reviewer_case(request, case_id)
+    if request.method == "GET":
+        images = high_confidence_pending(case_images_with_reviews(case))
+        context = {
+            "case": case,
+            "images": images,
+            "positives": sum(
+                img.prediction.label == Prediction.Label.PARASITIZED for img in images
+            ),
+            "margin": settings.ANALYSIS_UNCERTAIN_MARGIN,
+        }
+        return render(request, "review/confirm_remaining.html", context)
+    expected = request.POST.get("expected", "")
     try:
-        count = reviews.review_confirm_remaining(case=case, by=request.user)
+        if not expected.isdigit():
+            raise ValidationError("Open the confirmation page and confirm the number shown.")
+        count = reviews.review_confirm_remaining(case=case, by=request.user, expected=int(expected))
         messages.success(request, f"Confirmed {count} high-confidence results.")
     except ValidationError as exc:
         messages.error(request, _error_text(exc))
+        return redirect("review_confirm_remaining", case.pk)
     return redirect("review_case", case.pk)
 
 
@@ -374,7 +397,10 @@ def exports(request: HttpRequest, case_id: int) -> HttpResponse:
         return redirect("review_exports", case.pk)
     context = {
         "case": case,
-        "exports": case.report_exports.select_related("created_by")[:50],
+        "exports": [
+            (export, reports.export_state_label(export, case))
+            for export in case.report_exports.select_related("created_by")[:50]
+        ],
         "large": reports.is_large(case),
         "kinds": ReportExport.Kind.choices,
         "limit": reports.REPORT_DIRECT_MAX_IMAGES,

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from cases.audit import audit_record
 from cases.models import Case, Image, Notification, Prediction, Review
+from cases.reports import report_keep_superseded
 from cases.review_selectors import (
     case_images_with_reviews,
     current_review,
@@ -240,13 +241,23 @@ def review_submit(
 
 
 @transaction.atomic
-def review_confirm_remaining(*, case: Case, by) -> int:
-    """Confirm every unreviewed high-confidence result (quality ok, |p - threshold| >= margin)."""
+def review_confirm_remaining(*, case: Case, by, expected: int | None = None) -> int:
+    """Confirm every unreviewed high-confidence result (quality ok, |p - threshold| >= margin).
+
+    `expected` is the number the reviewer was shown and agreed to (the web page always sends
+    it): when the set changed in between, nothing is confirmed.
+    """
     case = _lock(case)
     _require_working_reviewer(by, case)
     images = high_confidence_pending(case_images_with_reviews(case))
+    if expected is not None and expected != len(images):
+        raise ValidationError(
+            f"You agreed to confirm {expected} results, but {len(images)} are eligible now: "
+            "nothing was confirmed; check the new list."
+        )
     if not images:
         return 0
+    positives = [img.pk for img in images if img.prediction.label == Prediction.Label.PARASITIZED]
     reviews = [
         Review(image=img, reviewer=by, decision=Review.Decision.CONFIRM, label=img.prediction.label)
         for img in images
@@ -262,6 +273,8 @@ def review_confirm_remaining(*, case: Case, by) -> int:
         before={"images": [{"image": img.pk, "review": None} for img in images]},
         after={
             "count": len(images),
+            "positives": len(positives),
+            "positive_images": positives,
             "margin": settings.ANALYSIS_UNCERTAIN_MARGIN,
             "images": [{"image": img.pk, "label": img.prediction.label} for img in images],
         },
@@ -350,6 +363,8 @@ def case_reopen(*, case: Case, by, reason: str) -> Case:
         raise PermissionDenied("Only an admin can reopen a signed-off case.")
     _require_status(case, Case.Status.SIGNED_OFF, "reopened")
     reason = _require_reason(reason, "reopening the case")
+    # The signed report stays downloadable, marked superseded, before the sign-off is cleared.
+    kept = report_keep_superseded(case=case, by=by, reason=reason)
     before = {**_sign_off_state(case), **_claim_state(case)}
     signer = case.signed_off_by
     case.status = Case.Status.AWAITING_REVIEW
@@ -376,7 +391,12 @@ def case_reopen(*, case: Case, by, reason: str) -> Case:
         obj=case,
         case=case,
         before=before,
-        after={"status": case.status, "reason": reason, **_claim_state(case)},
+        after={
+            "status": case.status,
+            "reason": reason,
+            "superseded_report": kept.pk,
+            **_claim_state(case),
+        },
     )
     message = f"Case {case.pk} ({case.patient}) was reopened by {by}: {reason}"
     for user in {u for u in (signer, case.created_by) if u is not None and u.pk != by.pk}:

@@ -44,6 +44,7 @@ class CaseInSerializer(serializers.Serializer):
 class CaseOutSerializer(serializers.ModelSerializer):
     patient_identifier = serializers.CharField(source="patient.identifier")
     site = serializers.IntegerField(source="patient.site_id")
+    signed_off_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
         model = Case
@@ -56,6 +57,15 @@ class CaseOutSerializer(serializers.ModelSerializer):
             "clinical_notes",
             "created_at",
             "updated_at",
+            # The signed result (empty until sign-off; cleared again by a reopen).
+            "final_diagnosis",
+            "final_positive_cells",
+            "final_reviewed_cells",
+            "final_parasitemia",
+            "final_parasitemia_low",
+            "final_parasitemia_high",
+            "signed_off_by",
+            "signed_off_at",
         ]
 
 

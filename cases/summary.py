@@ -1,7 +1,9 @@
 """The case summary: counts, parasitized fraction with a Wilson interval, and a suggested call.
 
-Plain functions over already-loaded images (no queries), so the status endpoint, the API and the
-case page all compute the same numbers from one place.
+The one place where a case's numbers are computed. Plain functions over already-loaded images (no
+queries): the case page, the review page, status.json, the API and the PDF, CSV and FHIR reports
+all take their counts from `case_summary` (cases.review_selectors adds the reviewer's side), so
+they cannot disagree. Which images are cells at all is decided by `is_counted_cell` alone.
 """
 
 import math
@@ -45,11 +47,33 @@ def is_near_threshold(prediction: Prediction, margin: float) -> bool:
     return abs(prediction.probability - prediction.threshold) < margin
 
 
+def is_counted_cell(image: Image) -> bool:
+    """Whether an image is a red blood cell that enters the counts (and the review).
+
+    Field photographs are not cells; a detected cell cut by the field's edge is drawn on the
+    field but never counted, and neither is a detection a reviewer removed as not a cell
+    (cases.field_reviews). Any further exclusion belongs here, so that every page and report
+    follows it.
+    """
+    return image.kind == Image.Kind.CELL and not image.on_border and not image.removed
+
+
+def is_field_photograph(image: Image) -> bool:
+    return image.kind == Image.Kind.FIELD and image.parent_id is None
+
+
 def case_summary(images: Iterable[Image], *, margin: float) -> dict:
-    """Summarise a case's images (predictions preloaded) for the page, status.json and the API."""
+    """Summarise a case's images (predictions preloaded): every page, report and API response.
+
+    `cells` are the counted cells (is_counted_cell), `predicted` those with a model result;
+    `counted` leaves out the quality-flagged ones, and `parasitized + uninfected == counted`.
+    `near_threshold` is among the counted cells. `pending` and `failed` are over every image,
+    field photographs included (a field still being segmented means cells are still to come).
+    """
     images = list(images)
     pending = sum(img.status in (Image.Status.QUEUED, Image.Status.PROCESSING) for img in images)
-    predictions = [p for p in map(prediction_of, images) if p is not None]
+    cells = [img for img in images if is_counted_cell(img)]
+    predictions = [p for p in map(prediction_of, cells) if p is not None]
     counted = [p for p in predictions if p.quality_ok]
     parasitized = sum(p.label == Prediction.Label.PARASITIZED for p in counted)
     n = len(counted)
@@ -63,6 +87,8 @@ def case_summary(images: Iterable[Image], *, margin: float) -> dict:
     else:
         call, call_label = "none", "No quality-passed cell to count"
     return {
+        "field_photographs": sum(map(is_field_photograph, images)),
+        "cells": len(cells),
         "predicted": len(predictions),
         "counted": n,
         "parasitized": parasitized,
@@ -73,6 +99,7 @@ def case_summary(images: Iterable[Image], *, margin: float) -> dict:
         "near_threshold": sum(is_near_threshold(p, margin) for p in counted),
         "uncertain_margin": margin,
         "pending": pending,
+        "failed": sum(img.status == Image.Status.FAILED for img in images),
         "call": call,
         "call_label": call_label,
         "rule": CALL_RULE,

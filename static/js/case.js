@@ -241,9 +241,13 @@
     badge.className = "badge big status-" + data.status;
     badge.textContent = data.status_label;
     var s = data.summary, c = data.counts;
+    var headline = document.getElementById("case-headline");
+    headline.className = "headline headline-" + data.headline.state;
+    headline.textContent = data.headline.text;
     var call = document.querySelector("#summary [data-role=call]");
     call.className = "call call-" + s.call;
     call.textContent = s.call_label;
+    setText("counted", s.counted + " of " + s.predicted + " cells with a result");
     setText("parasitized", s.parasitized);
     setText("uninfected", s.uninfected);
     setText("fraction", percent(s.parasitized_fraction, 2));

@@ -1,5 +1,6 @@
 // The review page: move through the cells and decide each one from the keyboard.
-// J / → next · K / ← previous · N next pending · C confirm · O override · 1–5 reason · Esc cancel.
+// j / → next · k / ← previous · n next pending · c confirm · o (letter) override · 1–5 reason ·
+// Ctrl+Enter in the override saves it · Esc cancel.
 // Without JavaScript the page still works: thumbnails are links and the forms post normally.
 (function () {
   "use strict";
@@ -99,6 +100,20 @@
     document.getElementById("unreviewed-count").textContent = progress.unreviewed;
   }
 
+  // "Confirm all N remaining (P parasitized)": keep N and P true as cells are decided one by one
+  // (the same rule as the server's: not reviewed, quality passed, not near the threshold).
+  function countBulk(thumb) {
+    const bulk = document.getElementById("confirm-remaining");
+    const d = thumb.dataset;
+    if (!bulk || thumb.classList.contains("is-reviewed") || !d.quality || d.near) return;
+    const n = Number(bulk.dataset.count) - 1;
+    const p = Number(bulk.dataset.positive) - (d.label === "parasitized" ? 1 : 0);
+    bulk.dataset.count = n;
+    bulk.dataset.positive = p;
+    bulk.textContent = `Confirm all ${n} remaining high-confidence result${n === 1 ? "" : "s"} (${p} parasitized)…`;
+    bulk.disabled = n === 0;
+  }
+
   async function submit(form) {
     const thumb = current;
     detail.classList.add("is-busy");
@@ -115,6 +130,7 @@
         field("error").textContent = data.error || `Not saved (${response.status}).`;
         return;
       }
+      countBulk(thumb);
       const r = data.review;
       const text = `${r.decision === "override" ? "Override" : "Confirm"}: ${LABELS[r.label]}${r.reason ? ` (${r.reason})` : ""}`;
       thumb.dataset.review = text;
@@ -162,6 +178,17 @@
   }
 
   document.addEventListener("keydown", (event) => {
+    // Ctrl+Enter (Cmd+Enter) in the override's details saves it: no reach for the mouse.
+    if (
+      canDecide &&
+      (event.ctrlKey || event.metaKey) &&
+      event.key === "Enter" &&
+      overrideForm.contains(event.target)
+    ) {
+      event.preventDefault();
+      if (overrideForm.reportValidity()) submit(overrideForm);
+      return;
+    }
     if (event.altKey || event.ctrlKey || event.metaKey) return;
     const typing = /^(INPUT|TEXTAREA|SELECT)$/.test(event.target.tagName);
     if (event.key === "Escape") {

@@ -5,7 +5,7 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 
 from cases import reviews, services
-from cases.models import AuditEvent, Case, Notification, Prediction, Review
+from cases.models import AuditEvent, Case, Notification, Prediction, ReportExport, Review
 from cases.review_selectors import case_review_counts, review_queue, review_queue_new_count
 from cases.summary import wilson_interval
 from tests.cases.review_helpers import add_cells, second_reviewer
@@ -353,6 +353,7 @@ def test_reopen_unlocks_the_case_and_keeps_the_history(signed, lab_admin, review
         "reason": "Wrong patient slide",
         "assigned_reviewer": None,
         "claimed_at": None,
+        "superseded_report": ReportExport.objects.get(case=case).pk,  # the signed PDF, kept
     }
     assert Notification.objects.filter(user=reviewer, case=case).exists()
     assert Review.objects.filter(image__case=case).count() == 4  # decisions are kept

@@ -236,7 +236,8 @@ def test_clinician_uploads_reviewer_signs_off_clinician_downloads_the_report(
         # Confirm the rest: the bulk button for high-confidence results, then the keyboard.
         bulk = rev.get_by_role("button", name=re.compile(r"Confirm all \d+ remaining"))
         if bulk.is_enabled():
-            bulk.click()
+            bulk.click()  # asks first: N and how many of them are positive
+            rev.get_by_role("button", name=re.compile(r"Confirm these \d+")).click()
             expect(rev.locator(".messages")).to_contain_text("high-confidence results.")
         pending = int(rev.locator("#unreviewed-count").inner_text())
         while pending:
