@@ -12,7 +12,16 @@ from django.db.models import Case as CaseWhen
 from django.db.models import CharField, Count, F, IntegerField, Prefetch, Q, QuerySet, When
 from django.db.models.functions import Cast
 
-from cases.models import AuditEvent, Case, Image, Notification, Patient, Prediction, Review
+from cases.models import (
+    AuditEvent,
+    Case,
+    DomainStatus,
+    Image,
+    Notification,
+    Patient,
+    Prediction,
+    Review,
+)
 from cases.selectors import cases_visible, user_has_role, user_sites
 from cases.summary import (
     case_summary,
@@ -215,6 +224,8 @@ def review_queue(user: AbstractBaseUser) -> QuerySet[Case]:
         )
         .annotate(
             urgency=CaseWhen(
+                # Refused by the domain guard: every cell needs a manual count, so it leads.
+                When(domain_status=DomainStatus.OUT_OF_DOMAIN, then=2),
                 When(
                     Q(near_count__gt=0) | Q(positive_count__gt=0) | Q(flagged_count__gt=0),
                     then=1,

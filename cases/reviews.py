@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from cases.audit import audit_record
-from cases.models import Case, Image, Notification, Prediction, Review
+from cases.models import Case, DomainStatus, Image, Notification, Prediction, Review
 from cases.reports import report_keep_superseded
 from cases.review_selectors import (
     case_images_with_reviews,
@@ -249,6 +249,11 @@ def review_confirm_remaining(*, case: Case, by, expected: int | None = None) -> 
     """
     case = _lock(case)
     _require_working_reviewer(by, case)
+    if case.domain_status == DomainStatus.OUT_OF_DOMAIN:
+        # The guard refused the model's results here: every cell needs a person's own look.
+        raise ValidationError(
+            "This case is outside the model's validated domain: review every cell yourself."
+        )
     images = high_confidence_pending(case_images_with_reviews(case))
     if expected is not None and expected != len(images):
         raise ValidationError(

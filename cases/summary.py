@@ -10,8 +10,10 @@ import math
 from collections.abc import Iterable
 
 from cases.models import Image, Prediction
+from classifier.domain import OUT_OF_DOMAIN, OUT_OF_DOMAIN_MESSAGE
 
 Z_95 = 1.959963984540054
+OUTSIDE_DOMAIN_LABEL = OUT_OF_DOMAIN_MESSAGE[0].upper() + OUT_OF_DOMAIN_MESSAGE[1:]
 
 CALL_RULE = (
     "Suggested positive if at least 1 quality-passed cell is called parasitized at the model's "
@@ -47,6 +49,15 @@ def is_near_threshold(prediction: Prediction, margin: float) -> bool:
     return abs(prediction.probability - prediction.threshold) < margin
 
 
+def case_domain_status(images: list[Image]) -> str:
+    """The domain guard's decision on the images' case, when the case came loaded with them
+    (case.images... sets it): no query, and every caller of case_summary follows the guard."""
+    for image in images:
+        if Image.case.is_cached(image):
+            return image.case.domain_status
+    return ""
+
+
 def is_counted_cell(image: Image) -> bool:
     """Whether an image is a red blood cell that enters the counts (and the review).
 
@@ -62,7 +73,9 @@ def is_field_photograph(image: Image) -> bool:
     return image.kind == Image.Kind.FIELD and image.parent_id is None
 
 
-def case_summary(images: Iterable[Image], *, margin: float) -> dict:
+def case_summary(
+    images: Iterable[Image], *, margin: float, domain_status: str | None = None
+) -> dict:
     """Summarise a case's images (predictions preloaded): every page, report and API response.
 
     `cells` are the counted cells (is_counted_cell), `predicted` those with a model result;
@@ -71,6 +84,8 @@ def case_summary(images: Iterable[Image], *, margin: float) -> dict:
     field photographs included (a field still being segmented means cells are still to come).
     """
     images = list(images)
+    if domain_status is None:
+        domain_status = case_domain_status(images)
     pending = sum(img.status in (Image.Status.QUEUED, Image.Status.PROCESSING) for img in images)
     cells = [img for img in images if is_counted_cell(img)]
     predictions = [p for p in map(prediction_of, cells) if p is not None]
@@ -86,6 +101,11 @@ def case_summary(images: Iterable[Image], *, margin: float) -> dict:
         call, call_label = "negative", "Suggests negative"
     else:
         call, call_label = "none", "No quality-passed cell to count"
+    # The domain guard (cases.domain_guard) refuses a case unlike the model's validated images:
+    # no call and no parasitemia, whatever the cells' labels say.
+    outside = domain_status == OUT_OF_DOMAIN
+    if outside:
+        call, call_label, interval = "outside_domain", OUTSIDE_DOMAIN_LABEL, None
     return {
         "field_photographs": sum(map(is_field_photograph, images)),
         "cells": len(cells),
@@ -94,7 +114,7 @@ def case_summary(images: Iterable[Image], *, margin: float) -> dict:
         "parasitized": parasitized,
         "uninfected": n - parasitized,
         "quality_flagged": len(predictions) - n,
-        "parasitized_fraction": parasitized / n if n else None,
+        "parasitized_fraction": parasitized / n if n and not outside else None,
         "ci95": list(interval) if interval else None,
         "near_threshold": sum(is_near_threshold(p, margin) for p in counted),
         "uncertain_margin": margin,
@@ -103,4 +123,5 @@ def case_summary(images: Iterable[Image], *, margin: float) -> dict:
         "call": call,
         "call_label": call_label,
         "rule": CALL_RULE,
+        "domain_status": domain_status,
     }

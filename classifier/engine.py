@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from classifier.architecture import INPUT_SIZE, LAST_CONV_LAYER
+from classifier.domain import cell_colour
 from classifier.preprocess import resize_rgb, to_input
 from classifier.quality import QualityResult, assess
 
@@ -62,6 +63,7 @@ class CellResult:
     heatmap: np.ndarray  # float32 (H, W) in [0, 1], the original image's size
     features: np.ndarray  # float32 (128,), the 'dense' layer output (quality gate input)
     quality: QualityResult
+    colour: np.ndarray | None = None  # float32 (6,), classifier.domain.cell_colour (domain guard)
 
 
 def calibrate(logit: np.ndarray | float, temperature: float) -> np.ndarray:
@@ -171,6 +173,7 @@ class Engine:
                     heatmap=upsample_heatmap(out["cam"][i], rgb.shape[0], rgb.shape[1]),
                     features=out["features"][i],
                     quality=quality,
+                    colour=cell_colour(small[i]),
                 )
             )
         return results

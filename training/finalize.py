@@ -1,9 +1,9 @@
 """The last steps of a training run, after the fit has stopped.
 
 Calibrate on the validation patients (temperature, then the threshold rule), measure with
-patient-bootstrap intervals, write the model file, plots and card, take the quality-gate reference
-and register a new, inactive ModelVersion. Re-runnable: ``train_model --resume`` on a finished fit
-only repeats these steps.
+patient-bootstrap intervals, write the model file, plots and card, take the quality-gate and
+domain-guard references and register a new, inactive ModelVersion. Re-runnable: ``train_model
+--resume`` on a finished fit only repeats these steps.
 """
 
 from __future__ import annotations
@@ -87,10 +87,17 @@ def quality_reference(run: RunData, model, seed: int, log: Log) -> dict:
         log("classifier.quality is not available: no quality reference stored")
         return {}
     from classifier.preprocess import to_input
+    from training.domain_reference import reference_from_run
 
     rng = np.random.default_rng(seed)
     idx = rng.choice(run.train_idx, min(QUALITY_SAMPLE, len(run.train_idx)), replace=False)
-    return build_reference(model, to_input(run.images[np.sort(idx)]))
+    reference = build_reference(model, to_input(run.images[np.sort(idx)]))
+    try:
+        # The domain guard's reference: every training and validation group (classifier.domain).
+        reference["domain"] = reference_from_run(model, run.images, np.asarray(run.groups), seed)
+    except ValueError as exc:  # fewer than 5 groups of 10+ cells: the guard cannot be calibrated
+        log(f"no domain reference stored: {exc}")
+    return reference
 
 
 def finalize(config: TrainConfig, folder: Path, run: RunData, model, state: dict, log: Log):

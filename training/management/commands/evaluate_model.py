@@ -1,4 +1,6 @@
-"""manage.py evaluate_model --data DIR [--version V] [--json]: metrics with patient-bootstrap CIs."""
+"""manage.py evaluate_model --data DIR [--version V] [--split S] [--json]: metrics with
+group-bootstrap CIs (patients of an NIH folder, fields of a smear folder) and the domain guard's
+out-of-domain fraction."""
 
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ from classifier.registry import ModelFileError
 class Command(BaseCommand):
     help = (
         "Evaluate a registered model version (default: the active one) on an NIH-layout folder "
-        "at its stored threshold and temperature; 95% CIs by bootstrap over patients."
+        "or an annotated smear folder at its stored threshold and temperature; 95% CIs by "
+        "bootstrap over patients (NIH) or fields (smears); per-stage sensitivity on smears; "
+        "the share of groups the domain guard flags."
     )
 
     def create_parser(self, prog_name, subcommand, **kwargs):
@@ -21,7 +25,22 @@ class Command(BaseCommand):
         return super().create_parser(prog_name, subcommand, **kwargs)
 
     def add_arguments(self, parser):
-        parser.add_argument("--data", required=True, help="folder with Parasitized/, Uninfected/")
+        parser.add_argument(
+            "--data",
+            required=True,
+            help="folder with Parasitized/, Uninfected/ (NIH) or annotations.json, images/ (smears)",
+        )
+        parser.add_argument(
+            "--split",
+            choices=("all", "training", "validation"),
+            default="all",
+            help="evaluate only the held-out groups (validation) or the training ones: NIH by "
+            "patient as train_model splits (fraction 0.2, seed 42), smears by field as "
+            "training.smears.split_fields (fraction 0.15); default all",
+        )
+        parser.add_argument(
+            "--val-fraction", type=float, help="the split's validation fraction (see --split)"
+        )
         parser.add_argument(
             "--version", dest="model_version", help="version name (default: active)"
         )
@@ -39,8 +58,15 @@ class Command(BaseCommand):
 
         try:
             version = resolve_version(options["model_version"])
-            result = evaluate_version(version, options["data"], options["reps"], options["seed"])
-        except (EvaluationError, ModelFileError, FileNotFoundError) as exc:
+            result = evaluate_version(
+                version,
+                options["data"],
+                options["reps"],
+                options["seed"],
+                split=options["split"],
+                val_fraction=options["val_fraction"],
+            )
+        except (EvaluationError, ModelFileError, FileNotFoundError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         for line in format_report(result):
             self.stdout.write(line)

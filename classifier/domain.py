@@ -1,0 +1,242 @@
+"""The domain guard: are a group of cells (a field, a case, a patient) like what the model was
+validated on?
+
+The per-image quality gate (classifier.quality) judges one cell; a cell from another lab's stain
+passes it easily. This module judges a *group* of cells at once, where a shift in stain, camera
+or species shows up clearly even when no single cell looks odd:
+
+- every cell gets a short vector: its foreground colour (CIE L*a*b* mean and spread, at 150x150,
+  black padding excluded), its penultimate ('dense') features projected on the leading principal
+  axes of the reference cells, and the RMS z-distance of its features from the reference mean;
+- a group's descriptor is the per-dimension median of its cells' vectors (robust to the few
+  parasitized or odd cells of a group);
+- its score is the distance, in units of the between-group spread, to the nearest descriptor of
+  the groups the model was validated on (one nearest neighbour: the reference may mix sources, e.g.
+  NIH patients and IML fields, without being averaged into one broad blob);
+- the limit is calibrated on those groups by leave-one-out: the highest score such that at most
+  ``flag_rate`` (5%) of the validated groups, each scored against the others, lie above it.
+
+A group with fewer than ``MIN_CELLS`` cells is not judged (a median of a handful of cells is too
+noisy to refuse a case on). Pure numpy and OpenCV (imported when a cell is measured, so the web
+process can import the constants): no Django, no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from classifier.architecture import INPUT_SIZE
+from classifier.preprocess import resize_rgb
+
+VERSION = 1
+MIN_CELLS = 10
+FLAG_RATE = 0.05
+PCA_DIMS = 4
+PADDING_LEVEL = 20  # max channel at or below this is the black padding around a cell
+COLOUR_KEYS = ("L", "a", "b", "L_spread", "a_spread", "b_spread")
+
+IN_DOMAIN = "in_domain"
+OUT_OF_DOMAIN = "out_of_domain"
+UNDETERMINED = "undetermined"  # too few cells, or no reference stored with the model
+OUT_OF_DOMAIN_MESSAGE = "outside the model's validated domain — manual count required"
+
+
+def cell_colour(rgb_uint8: np.ndarray) -> np.ndarray:
+    """Foreground colour of one cell: L*a*b* mean and standard deviation (6 floats, 0-255 units)."""
+    import cv2
+
+    rgb = resize_rgb(np.ascontiguousarray(rgb_uint8, dtype=np.uint8), INPUT_SIZE)
+    # Eroded: the resized rim blends the cell with the black padding.
+    mask = cv2.erode((rgb.max(axis=2) > PADDING_LEVEL).astype(np.uint8), np.ones((5, 5), np.uint8))
+    if cv2.countNonZero(mask) < 16:
+        mask = np.ones_like(mask)
+    mean, std = cv2.meanStdDev(cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB), mask=mask)
+    return np.concatenate([mean.ravel(), std.ravel()]).astype(np.float32)
+
+
+def cell_colours(images: Sequence[np.ndarray]) -> np.ndarray:
+    """cell_colour of every image: (n, 6) float32."""
+    if not len(images):
+        return np.zeros((0, len(COLOUR_KEYS)), np.float32)
+    return np.stack([cell_colour(rgb) for rgb in images])
+
+
+def shift_stain(rgb_uint8: np.ndarray, hue_degrees: float = 60.0, saturation: float = 1.4):
+    """The same cell as another lab's stain might show it: hue rotated, saturation scaled.
+
+    Used to prove the guard on images no model was validated on (tests and measurements); the
+    black padding stays black.
+    """
+    import cv2
+
+    hsv = cv2.cvtColor(np.ascontiguousarray(rgb_uint8, dtype=np.uint8), cv2.COLOR_RGB2HSV)
+    hsv = hsv.astype(np.float32)
+    hsv[..., 0] = np.mod(hsv[..., 0] + hue_degrees / 2.0, 180.0)  # OpenCV hue is 0-179
+    hsv[..., 1] = np.clip(hsv[..., 1] * saturation, 0, 255)
+    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
+
+
+@dataclass(frozen=True)
+class DomainResult:
+    """The guard's decision on one group of cells."""
+
+    status: str  # IN_DOMAIN | OUT_OF_DOMAIN | UNDETERMINED
+    score: float | None
+    limit: float | None
+    cells: int
+    reason: str = ""
+
+    @property
+    def flagged(self) -> bool:
+        return self.status == OUT_OF_DOMAIN
+
+    def as_dict(self) -> dict:
+        return {
+            "status": self.status,
+            "score": None if self.score is None else round(self.score, 4),
+            "limit": None if self.limit is None else round(self.limit, 4),
+            "cells": self.cells,
+            "reason": self.reason,
+        }
+
+
+def cell_vectors(features: np.ndarray, colours: np.ndarray, reference: Mapping) -> np.ndarray:
+    """Per-cell vectors (n, d): colour, projected features, feature distance (see module doc)."""
+    features = np.asarray(features, np.float64).reshape(len(colours), -1)
+    mean = np.asarray(reference["feature_mean"], np.float64)
+    std = np.asarray(reference["feature_std"], np.float64)
+    z = (features - mean) / std
+    projected = z @ np.asarray(reference["pca_axes"], np.float64).T
+    distance = np.sqrt((z**2).mean(axis=1, keepdims=True))
+    return np.hstack([np.asarray(colours, np.float64), projected, distance])
+
+
+def group_descriptor(vectors: np.ndarray) -> np.ndarray:
+    return np.median(np.asarray(vectors, np.float64), axis=0)
+
+
+def _scaled(descriptors: np.ndarray, reference: Mapping) -> np.ndarray:
+    return np.asarray(descriptors, np.float64) / np.asarray(reference["group_scale"], np.float64)
+
+
+def score_descriptor(descriptor: np.ndarray, reference: Mapping) -> float:
+    """Distance to the nearest validated group's descriptor, in between-group spreads."""
+    known = _scaled(np.asarray(reference["group_descriptors"], np.float64), reference)
+    here = _scaled(np.asarray(descriptor, np.float64)[None, :], reference)
+    return float(np.sqrt(((known - here) ** 2).sum(axis=1)).min())
+
+
+def check_vectors(vectors: np.ndarray, reference: Mapping | None) -> DomainResult:
+    """The guard's decision on a group from its cells' vectors (cell_vectors)."""
+    n = len(vectors)
+    if not reference or "group_descriptors" not in reference:
+        return DomainResult(UNDETERMINED, None, None, n, "no domain reference for this model")
+    limit = float(reference["limit"])
+    if n < int(reference.get("min_cells", MIN_CELLS)):
+        return DomainResult(UNDETERMINED, None, limit, n, f"too few cells ({n}) to judge")
+    score = score_descriptor(group_descriptor(vectors), reference)
+    if score > limit:
+        return DomainResult(OUT_OF_DOMAIN, score, limit, n, OUT_OF_DOMAIN_MESSAGE)
+    return DomainResult(IN_DOMAIN, score, limit, n)
+
+
+def check_group(
+    features: np.ndarray, colours: np.ndarray, reference: Mapping | None
+) -> DomainResult:
+    """The guard's decision on one group from its cells' features (n, 128) and colours (n, 6)."""
+    if not reference or "group_descriptors" not in reference:
+        return check_vectors(np.zeros((len(colours), 0)), reference)
+    return check_vectors(cell_vectors(features, colours, reference), reference)
+
+
+def build_reference(
+    groups: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    sources: Mapping[str, str] | None = None,
+    flag_rate: float = FLAG_RATE,
+    pca_dims: int = PCA_DIMS,
+    min_cells: int = MIN_CELLS,
+) -> dict:
+    """A JSON-serialisable domain reference from validated groups {name: (features, colours)}.
+
+    sources optionally names each group's source (e.g. "nih", "iml"); the calibration is reported
+    per source. Groups with fewer than min_cells cells are left out.
+    """
+    groups = {k: v for k, v in groups.items() if len(v[1]) >= min_cells}
+    if len(groups) < 5:
+        raise ValueError(f"a domain reference needs at least 5 groups of {min_cells}+ cells")
+    features = np.concatenate([np.asarray(f, np.float64) for f, _ in groups.values()])
+    mean = features.mean(axis=0)
+    std = np.maximum(features.std(axis=0), 1e-3 * max(float(features.std()), 1e-6))
+    z = (features - mean) / std
+    _, _, vt = np.linalg.svd(z - z.mean(axis=0), full_matrices=False)
+    axes = vt[:pca_dims]
+    # A principal axis has no sign: fix one so that the same data always gives the same reference.
+    axes *= np.where(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)] < 0, -1.0, 1.0)[
+        :, None
+    ]
+    reference: dict = {
+        "version": VERSION,
+        "feature_mean": mean.round(6).tolist(),
+        "feature_std": std.round(6).tolist(),
+        "pca_axes": axes.round(6).tolist(),
+    }
+    names = sorted(groups)
+    descriptors = np.stack(
+        [group_descriptor(cell_vectors(*groups[name], reference)) for name in names]
+    )
+    scale = descriptors.std(axis=0)
+    reference["group_scale"] = np.maximum(scale, 1e-3 * max(float(scale.mean()), 1e-6)).tolist()
+    scaled = _scaled(descriptors, reference)
+    distances = np.sqrt(((scaled[:, None, :] - scaled[None, :, :]) ** 2).sum(axis=2))
+    np.fill_diagonal(distances, np.inf)
+    loo = distances.min(axis=1)
+    limit = calibrated_limit(loo, flag_rate)
+    group_sources = {name: (sources or {}).get(name, "all") for name in names}
+    reference.update(
+        group_names=names,
+        group_sources=[group_sources[n] for n in names],
+        group_descriptors=descriptors.round(5).tolist(),
+        limit=limit,
+        flag_rate=flag_rate,
+        min_cells=min_cells,
+        descriptor_keys=[*COLOUR_KEYS, *(f"pc{i + 1}" for i in range(len(axes))), "distance"],
+        calibration={
+            source: {
+                "groups": int(sum(s == source for s in group_sources.values())),
+                "flagged_leave_one_out": round(
+                    float(
+                        np.mean(
+                            [
+                                loo[i] > limit
+                                for i, n in enumerate(names)
+                                if group_sources[n] == source
+                            ]
+                        )
+                    ),
+                    4,
+                ),
+            }
+            for source in sorted(set(group_sources.values()))
+        },
+    )
+    reference["key"] = reference_key(reference)
+    return reference
+
+
+def calibrated_limit(scores: np.ndarray, flag_rate: float) -> float:
+    """The smallest of the scores such that at most flag_rate of them lie above it."""
+    ordered = np.sort(np.asarray(scores, np.float64))
+    index = max(0, math.ceil((1.0 - flag_rate) * len(ordered)) - 1)
+    return float(ordered[index])
+
+
+def reference_key(reference: Mapping) -> str:
+    """A short hash of what cell vectors depend on: stored vectors carry it, stale ones are ignored."""
+    basis = {k: reference[k] for k in ("feature_mean", "feature_std", "pca_axes")}
+    return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:12]
