@@ -9,6 +9,8 @@ classifier/default_model/, what `make run` activates; other exported folders wit
 ../shared/data/smears), exactly as the worker does: detect, cut each cell with cut_cell, classify
 with Grad-CAM. Every annotated box is a cell. Reported:
 - precision / recall: one-to-one matches at IoU >= 0.5 over all boxes (border cells included);
+  interior_precision / interior_recall: the same for cells not cut by the image's edge (the
+  annotators box edge cells inconsistently; the count leaves them out anyway);
 - count_error_pct: mean over fields of |counted - annotated| / annotated, cells cut by the image
   edge excluded on both sides (the platform does not count them);
 - seconds_per_field: detection + classification (with Grad-CAM) of one field, decoding excluded;
@@ -69,24 +71,20 @@ def load_shipped(detector_dir: Path, classifier_dir: Path):
     return detector, engine, {"detector": d["name"], "classifier": c["name"]}
 
 
-def _counts(boxes: np.ndarray, border: np.ndarray) -> int:
-    return int((~border).sum()) if len(boxes) else 0
-
-
 def evaluate(fields, detector, engine) -> dict:
     tally, baseline = DetectionTally(), DetectionTally()
     seconds, baseline_seconds, parasitemia_errors = 0.0, 0.0, []
     for field in fields:
         rgb = field.read()
         height, width = rgb.shape[:2]
-        counted_true = field.counted(width, height)
+        truth_border = field.on_border(width, height)
         started = time.perf_counter()
         cells = detector.detect(rgb)
         counted = [c for c in cells if not c.on_border]
         results = engine.analyse([cut_cell(rgb, c) for c in counted]) if counted else []
         seconds += time.perf_counter() - started
         predicted = np.array([[c.x, c.y, c.w, c.h] for c in cells], float).reshape(-1, 4)
-        tally.add(predicted, field.boxes, len(counted), int(counted_true.sum()))
+        tally.add(predicted, [c.on_border for c in cells], field.boxes, truth_border)
         gradable = [r for r in results if r.quality.ok]
         positive = sum(r.label == "parasitized" for r in gradable)
         estimated = 100.0 * positive / max(len(gradable), 1)
@@ -98,7 +96,7 @@ def evaluate(fields, detector, engine) -> dict:
         baseline_seconds += time.perf_counter() - started
         boxes = np.array([[c.x, c.y, c.w, c.h] for c in classical], float).reshape(-1, 4)
         on_edge = np.array([touches_border(*b, width, height) for b in boxes], bool)
-        baseline.add(boxes, field.boxes, _counts(boxes, on_edge), int(counted_true.sum()))
+        baseline.add(boxes, on_edge, field.boxes, truth_border)
     ours, theirs = tally.summary(), baseline.summary()
     n = max(len(fields), 1)
     return {
@@ -106,6 +104,8 @@ def evaluate(fields, detector, engine) -> dict:
         "precision": ours["precision"],
         "recall": ours["recall"],
         "count_error_pct": ours["count_error_pct"],
+        "interior_precision": ours["interior_precision"],
+        "interior_recall": ours["interior_recall"],
         "seconds_per_field": round(seconds / n, 3),
         "parasitemia_mae_pct": round(float(np.mean(parasitemia_errors or [0.0])), 3),
         "annotated_cells": ours["annotated_cells"],
@@ -113,6 +113,8 @@ def evaluate(fields, detector, engine) -> dict:
         "baseline_precision": theirs["precision"],
         "baseline_recall": theirs["recall"],
         "baseline_count_error_pct": theirs["count_error_pct"],
+        "baseline_interior_precision": theirs["interior_precision"],
+        "baseline_interior_recall": theirs["interior_recall"],
         "baseline_seconds_per_field": round(baseline_seconds / n, 3),
         "iou_threshold": 0.5,
     }

@@ -1,5 +1,7 @@
 """Fixtures shared by the whole suite: two sites, named users in each role, a patient and a case."""
 
+from pathlib import Path
+
 import pytest
 from django.contrib.auth.models import Group, User
 
@@ -83,7 +85,13 @@ def tiny_model_path(tmp_path_factory):
     return train_tiny_model(tmp_path_factory.mktemp("models") / "tiny.keras")
 
 
-def register_model(path, name: str = "tiny-v1", active: bool = True, threshold: float = 0.5):
+def register_model(
+    path,
+    name: str = "tiny-v1",
+    active: bool = True,
+    threshold: float = 0.5,
+    kind: str = "classifier",
+):
     """Store a model file in the default storage and register it (optionally active)."""
     import hashlib
 
@@ -95,9 +103,10 @@ def register_model(path, name: str = "tiny-v1", active: bool = True, threshold: 
     data = open(path, "rb").read()
     stored = default_storage.save(f"models/{name}.keras", ContentFile(data))
     if active:
-        ModelVersion.objects.filter(is_active=True).update(is_active=False)
+        ModelVersion.objects.filter(kind=kind, is_active=True).update(is_active=False)
     return ModelVersion.objects.create(
         name=name,
+        kind=kind,
         file=stored,
         sha256=hashlib.sha256(data).hexdigest(),
         is_active=active,
@@ -111,5 +120,27 @@ def active_model(db, tiny_model_path):
 
     forget_loaded_model()
     version = register_model(tiny_model_path)
+    yield version
+    forget_loaded_model()
+
+
+SHIPPED_DETECTOR = Path(__file__).resolve().parents[1] / "classifier" / "default_detector"
+
+
+@pytest.fixture
+def active_detector(db):
+    """The shipped cell detector (classifier/default_detector/), registered and active."""
+    import json
+
+    from classifier.runtime import forget_loaded_model
+
+    manifest = json.loads((SHIPPED_DETECTOR / "manifest.json").read_text())
+    forget_loaded_model()
+    version = register_model(
+        SHIPPED_DETECTOR / manifest["file"],
+        name=manifest["name"],
+        threshold=manifest["threshold"],
+        kind="detector",
+    )
     yield version
     forget_loaded_model()

@@ -145,9 +145,9 @@ def evaluate_detector(
             if limit == limits[0]:
                 seconds += time.perf_counter() - started
             predicted = np.array([[c.x, c.y, c.w, c.h] for c in cells], float).reshape(-1, 4)
-            counted_pred = sum(not c.on_border for c in cells)
-            counted_true = int(field.counted(width, height).sum())
-            tallies[limit].add(predicted, field.boxes, counted_pred, counted_true)
+            predicted_border = np.array([c.on_border for c in cells], bool)
+            truth_border = field.on_border(width, height)
+            tallies[limit].add(predicted, predicted_border, field.boxes, truth_border)
     per = {t: {**tally.summary(), "threshold": t} for t, tally in tallies.items()}
     for figures in per.values():
         figures["seconds_per_field"] = round(seconds / max(len(fields), 1), 4)

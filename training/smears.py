@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +44,12 @@ class AnnotatedField:
         return np.array([t in PARASITE_STAGES for t in self.types], bool)
 
     def counted(self, width: int, height: int) -> np.ndarray:
-        """Boxes of cells not cut by the image's edge: the ones a count includes."""
-        return np.array([not touches_border(*b, width, height) for b in self.boxes], bool)
+        """Per box: the cell is not cut by the image's edge (a count includes it)."""
+        return ~self.on_border(width, height)
+
+    def on_border(self, width: int, height: int) -> np.ndarray:
+        """Per box: the cell is cut by the image's edge (a count leaves it out)."""
+        return np.array([touches_border(*b, width, height) for b in self.boxes], bool)
 
 
 def is_smear_folder(folder: str | Path) -> bool:
@@ -125,21 +130,43 @@ def count_matches(
 
 @dataclass
 class DetectionTally:
-    """Running totals of a detection evaluation over fields."""
+    """Running totals of a detection evaluation over fields.
+
+    Besides precision and recall over every box, the same restricted to cells not cut by the
+    image's edge ("interior"): annotators box edge cells inconsistently, and the count (what a
+    lab reads) leaves them out anyway.
+    """
 
     fields: int = 0
     true_positives: int = 0
     predicted: int = 0
     annotated: int = 0
-    count_error_pct: list | None = None
+    interior_predicted: int = 0
+    interior_predicted_matched: int = 0
+    interior_annotated: int = 0
+    interior_annotated_matched: int = 0
+    count_errors: list = dataclass_field(default_factory=list)
 
-    def add(self, predicted: np.ndarray, truth: np.ndarray, counted_pred: int, counted_true: int):
+    def add(
+        self,
+        predicted: np.ndarray,
+        predicted_border: np.ndarray,
+        truth: np.ndarray,
+        truth_border: np.ndarray,
+    ) -> None:
+        pairs = match_boxes(predicted, truth)
+        predicted_border = np.asarray(predicted_border, bool).reshape(-1)
+        truth_border = np.asarray(truth_border, bool).reshape(-1)
         self.fields += 1
-        self.true_positives += count_matches(predicted, truth)
+        self.true_positives += len(pairs)
         self.predicted += len(predicted)
         self.annotated += len(truth)
-        self.count_error_pct = self.count_error_pct or []
-        self.count_error_pct.append(100.0 * abs(counted_pred - counted_true) / max(counted_true, 1))
+        self.interior_predicted += int((~predicted_border).sum())
+        self.interior_annotated += int((~truth_border).sum())
+        self.interior_predicted_matched += sum(not predicted_border[i] for i, _ in pairs)
+        self.interior_annotated_matched += sum(not truth_border[j] for _, j in pairs)
+        counted_pred, counted_true = int((~predicted_border).sum()), int((~truth_border).sum())
+        self.count_errors.append(100.0 * abs(counted_pred - counted_true) / max(counted_true, 1))
 
     def summary(self) -> dict:
         precision = self.true_positives / max(self.predicted, 1)
@@ -149,7 +176,13 @@ class DetectionTally:
             "precision": round(precision, 4),
             "recall": round(recall, 4),
             "f1": round(2 * precision * recall / max(precision + recall, 1e-9), 4),
-            "count_error_pct": round(float(np.mean(self.count_error_pct or [0.0])), 2),
+            "interior_precision": round(
+                self.interior_predicted_matched / max(self.interior_predicted, 1), 4
+            ),
+            "interior_recall": round(
+                self.interior_annotated_matched / max(self.interior_annotated, 1), 4
+            ),
+            "count_error_pct": round(float(np.mean(self.count_errors or [0.0])), 2),
             "annotated_cells": self.annotated,
             "detected_cells": self.predicted,
             "iou_threshold": IOU_THRESHOLD,

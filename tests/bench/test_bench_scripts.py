@@ -81,3 +81,17 @@ def test_pipeline_benchmark_runs_a_platform_end_to_end(tiny_model_path, tmp_path
     assert figures["n"] == 24 and figures["rejected"] == 0
     assert figures["end_to_end_cells_per_s"] > 0
     assert figures["single_latency_p95_s"] >= figures["single_latency_p50_s"] > 0
+
+
+def test_segmentation_benchmark_prints_detector_and_baseline_figures(tmp_path):
+    from classifier.synthetic import write_smear_folder
+
+    folder = write_smear_folder(tmp_path / "smears", 2, seed=4)
+    result = run(["bench/segmentation.py", "--data", str(folder)])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    figures = last_json_line(result.stdout)
+    assert figures["images"] == 2
+    for key in ("precision", "recall", "count_error_pct", "seconds_per_field"):
+        assert figures[key] >= 0
+    assert figures["parasitemia_mae_pct"] >= 0
+    assert 0 <= figures["baseline_precision"] <= 1 and 0 <= figures["baseline_recall"] <= 1
