@@ -3,6 +3,7 @@
 from collections import Counter
 
 from django.conf import settings
+from django.core.paginator import Paginator
 from django.urls import reverse
 from django.utils import timezone
 
@@ -47,6 +48,11 @@ def status_counts(images: list[Image]) -> dict:
     return counts
 
 
+# Image cards per page of the case page and of status.json: a 461-image case is no longer one
+# 26,000-pixel page, and the 2-second poll carries one page of images, not all of them.
+IMAGE_PAGE_SIZE = 60
+
+
 def _when(value) -> str:
     return timezone.localtime(value).strftime("%Y-%m-%d %H:%M")
 
@@ -78,8 +84,14 @@ def case_headline(case: Case, summary: dict) -> dict:
     return {"state": "ai", "text": summary["call_label"]}
 
 
-def case_status_payload(case: Case, *, with_images: bool = True) -> dict:
-    """Everything the case page needs to update itself in place while analysis runs."""
+def case_status_payload(
+    case: Case, *, with_images: bool = True, page: int | str | None = 1
+) -> dict:
+    """Everything the case page needs to update itself in place while analysis runs.
+
+    The summary and counts cover every image; `images` is one page of them (`page`, 1-based;
+    out-of-range pages give the last), described by `image_page`.
+    """
     margin = settings.ANALYSIS_UNCERTAIN_MARGIN
     images = list(case_images(case))
     counts = status_counts(images)
@@ -97,5 +109,14 @@ def case_status_payload(case: Case, *, with_images: bool = True) -> dict:
         "headline": case_headline(case, summary),
     }
     if with_images:
-        payload["images"] = [image_payload(img, margin=margin) for img in images]
+        shown = Paginator(images, IMAGE_PAGE_SIZE).get_page(page)
+        payload["images"] = [image_payload(img, margin=margin) for img in shown.object_list]
+        payload["image_page"] = {
+            "number": shown.number,
+            "pages": shown.paginator.num_pages,
+            "size": IMAGE_PAGE_SIZE,
+            "first": shown.start_index(),
+            "last": shown.end_index(),
+            "total": shown.paginator.count,
+        }
     return payload

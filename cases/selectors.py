@@ -50,8 +50,19 @@ def image_get(user: AbstractBaseUser, image_id: int) -> Image:
 
 
 def case_list(user: AbstractBaseUser, *, search: str = "", status: str = "") -> QuerySet[Case]:
+    # Words beside numbers: field photographs and counted cells, as case_summary counts them
+    # (the queryset twin of cases.summary.is_counted_cell), never a bare "images".
     cases = cases_visible(user).annotate(
-        image_count=Count("images", filter=Q(images__parent__isnull=True), distinct=True)
+        field_count=Count(
+            "images",
+            filter=Q(images__kind=Image.Kind.FIELD, images__parent__isnull=True),
+            distinct=True,
+        ),
+        cell_count=Count(
+            "images",
+            filter=Q(images__kind=Image.Kind.CELL, images__on_border=False, images__removed=False),
+            distinct=True,
+        ),
     )
     if search:
         cases = cases.filter(patient__identifier__icontains=search.strip())

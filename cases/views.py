@@ -101,7 +101,7 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
     case = selectors.case_get(request.user, case_id)
     context = {
         "case": case,
-        "status": case_status_payload(case),
+        "status": case_status_payload(case, page=request.GET.get("page")),
         "history": selectors.case_history(case)[:HISTORY_LIMIT],
         "can_write": can_write(request.user),
         "notes_form": CaseForm(initial={"clinical_notes": case.clinical_notes}),
@@ -183,7 +183,7 @@ def case_upload(request: HttpRequest, case_id: int) -> HttpResponse:
 @require_GET
 def case_status(request: HttpRequest, case_id: int) -> JsonResponse:
     case = selectors.case_get(request.user, case_id)
-    response = JsonResponse(case_status_payload(case))
+    response = JsonResponse(case_status_payload(case, page=request.GET.get("page")))
     # Polled every 2 s: a cached answer would freeze the page.
     patch_cache_control(response, private=True, no_store=True)
     return response

@@ -6,7 +6,9 @@
   var root = document.getElementById("case-root");
   if (!root) return;
 
-  var STATUS_URL = root.dataset.statusUrl;
+  // The page of image cards shown (?page=N) is the page status.json sends back.
+  var PAGE = new URLSearchParams(window.location.search).get("page");
+  var STATUS_URL = root.dataset.statusUrl + (PAGE ? "?page=" + encodeURIComponent(PAGE) : "");
   var CHUNK_FILES = 50;                 // files per request: progress shows, no request is huge
   var CHUNK_BYTES = 40 * 1024 * 1024;   // ...and a chunk of large field photos stays moderate
   var POLL_MS = 2000;
@@ -174,7 +176,11 @@
     img.height = 150;
     thumb.appendChild(img);
     var caption = el("figcaption");
-    var name = el("span", "image-name", image.name);
+    // Like the server's {% image_name %}: the distinguishing end of a long name stays whole.
+    var name = el("span", "image-name");
+    var cut = Math.max(0, image.name.length - 18);
+    name.appendChild(el("span", "name-head", image.name.slice(0, cut)));
+    name.appendChild(el("span", "name-tail", image.name.slice(cut)));
     name.title = image.name;
     caption.appendChild(name);
     var status = el("span", "badge");
@@ -231,6 +237,13 @@
     applyView(li);
   }
 
+  // The same words as the server's heading: field photographs and counted cells, never "images".
+  function imageWords(s) {
+    var plural = function (n, word) { return n + " " + word + (n === 1 ? "" : "s"); };
+    var words = plural(s.cells, "cell");
+    return s.field_photographs ? plural(s.field_photographs, "field photograph") + " · " + words : words;
+  }
+
   function setText(role, value) {
     var node = document.querySelector("#summary [data-role=" + role + "]");
     if (node) node.textContent = value;
@@ -256,7 +269,7 @@
     setText("flagged", s.quality_flagged);
     setText("progress", c.done + " done, " + c.failed + " failed, " + (c.queued + c.processing) +
       " waiting, of " + c.total);
-    document.getElementById("image-count").textContent = "(" + c.total + ")";
+    document.getElementById("image-count").textContent = "(" + imageWords(s) + ")";
     var grid = document.getElementById("image-grid");
     var cards = {};
     Array.prototype.forEach.call(grid.children, function (li) { cards[li.dataset.id] = li; });

@@ -182,7 +182,7 @@ def test_clinician_uploads_reviewer_signs_off_clinician_downloads_the_report(
         expect(clin.locator("#summary [data-role=fraction]")).to_have_text(
             re.compile(r"\d+\.\d\d %")
         )
-        expect(clin.locator("#image-count")).to_have_text(f"({GOOD_FILES})")
+        expect(clin.locator("#image-count")).to_have_text(f"({GOOD_FILES} cells)")
         # The server-rendered AI/reviewer counts are refreshed in place when analysis ends.
         expect(clin.locator("[data-refresh=review-counts] tbody tr").first).to_contain_text(
             f"Cells with a result{GOOD_FILES}", timeout=ANALYSIS_TIMEOUT_MS
