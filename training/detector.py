@@ -155,9 +155,11 @@ def evaluate_detector(
 
 
 def choose_threshold(per_threshold: dict) -> float:
-    """The threshold with the best F1; ties go to the smaller count error."""
+    """The threshold with the best F1 on cells inside the image (the ones a lab's count is made
+    of; annotators box edge cells inconsistently); ties go to the smaller count error."""
     return max(
-        per_threshold, key=lambda t: (per_threshold[t]["f1"], -per_threshold[t]["count_error_pct"])
+        per_threshold,
+        key=lambda t: (per_threshold[t]["interior_f1"], -per_threshold[t]["count_error_pct"]),
     )
 
 
@@ -223,23 +225,28 @@ def train_detector(config: DetectorConfig, resume: bool = False, log: Log = prin
         fit = model.fit(x, y, batch_size=config.batch_size, epochs=1, shuffle=True, verbose=0)
         loss = float(fit.history["loss"][-1])
         detector = det.Detector(model=model)
-        figures = evaluate_detector(detector, val_fields) if val_fields else {"f1": 0.0}
+        figures = {"interior_f1": 0.0, "threshold": None}
+        if val_fields:  # the epoch at its own best threshold: the one finish() would choose
+            per = evaluate_detector(detector, val_fields, THRESHOLDS)
+            figures = per[choose_threshold(per)]
         seconds = time.perf_counter() - epoch_started
         state["seconds"] += seconds
         state["epoch"] = epoch
         row = {"epoch": epoch, "loss": round(loss, 4), "lr": lr, "seconds": round(seconds, 1)}
-        row.update({k: figures.get(k) for k in ("precision", "recall", "f1", "count_error_pct")})
+        keys = ("threshold", "precision", "recall", "interior_f1", "count_error_pct")
+        row.update({k: figures.get(k) for k in keys})
         state["history"].append(row)
-        if figures["f1"] > state["best_f1"]:
-            state["best_f1"], state["best_epoch"] = figures["f1"], epoch
+        if figures["interior_f1"] > state["best_f1"]:
+            state["best_f1"], state["best_epoch"] = figures["interior_f1"], epoch
             model.save(checkpoint / "best.keras")
         model.save(checkpoint / "last.keras")
         state_path.write_text(json.dumps(state, indent=2))
         eta = (config.epochs - epoch) * state["seconds"] / epoch
         log(
-            f"epoch {epoch}/{config.epochs}: loss {loss:.4f}, validation precision "
-            f"{figures.get('precision')}, recall {figures.get('recall')}, F1 {figures.get('f1')}, "
-            f"count error {figures.get('count_error_pct')}% ({seconds:.0f} s, ETA {eta / 60:.1f} min)"
+            f"epoch {epoch}/{config.epochs}: loss {loss:.4f}; validation at threshold "
+            f"{figures.get('threshold')}: precision {figures.get('precision')}, recall "
+            f"{figures.get('recall')}, interior F1 {figures.get('interior_f1')}, count error "
+            f"{figures.get('count_error_pct')}% ({seconds:.0f} s, ETA {eta / 60:.1f} min)"
         )
     return finish(out, state, val_fields, log)
 

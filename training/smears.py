@@ -171,16 +171,21 @@ class DetectionTally:
     def summary(self) -> dict:
         precision = self.true_positives / max(self.predicted, 1)
         recall = self.true_positives / max(self.annotated, 1)
+        interior_precision = self.interior_predicted_matched / max(self.interior_predicted, 1)
+        interior_recall = self.interior_annotated_matched / max(self.interior_annotated, 1)
         return {
             "images": self.fields,
             "precision": round(precision, 4),
             "recall": round(recall, 4),
             "f1": round(2 * precision * recall / max(precision + recall, 1e-9), 4),
-            "interior_precision": round(
-                self.interior_predicted_matched / max(self.interior_predicted, 1), 4
-            ),
-            "interior_recall": round(
-                self.interior_annotated_matched / max(self.interior_annotated, 1), 4
+            "interior_precision": round(interior_precision, 4),
+            "interior_recall": round(interior_recall, 4),
+            "interior_f1": round(
+                2
+                * interior_precision
+                * interior_recall
+                / max(interior_precision + interior_recall, 1e-9),
+                4,
             ),
             "count_error_pct": round(float(np.mean(self.count_errors or [0.0])), 2),
             "annotated_cells": self.annotated,
