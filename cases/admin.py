@@ -1,9 +1,14 @@
 """Django admin. Sites and their members are managed here; the clinical records are view-only,
 because every change to them must go through cases.services and leave an audit event."""
 
+import posixpath
+
 from django.contrib import admin, messages
+from django.core.files.storage import default_storage
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from cases.models import (
     AuditEvent,
@@ -18,7 +23,7 @@ from cases.models import (
     Site,
 )
 from cases.services import model_activate
-from classifier.admin import ModelVersionAdmin
+from classifier.admin import PLOT_KINDS, ModelVersionAdmin
 from classifier.models import ModelVersion
 
 
@@ -109,9 +114,176 @@ class AuditHeadAdmin(ViewOnlyAdmin):
 admin.site.unregister(ModelVersion)
 
 
+def _validation(metrics: dict | None) -> dict:
+    """The validation metrics: the training writer nests them under "validation" (older rows
+    had them at the top level)."""
+    metrics = metrics or {}
+    nested = metrics.get("validation")
+    return nested if isinstance(nested, dict) else metrics
+
+
+def _readable(value, digits: int = 4) -> str:
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    if isinstance(value, list) and all(isinstance(v, int | float) for v in value):
+        return "–".join(_readable(v) for v in value)
+    return str(value)
+
+
+def _is_plain(value) -> bool:
+    """A scalar, or a list of numbers (an interval): shown inline."""
+    if isinstance(value, list):
+        return all(isinstance(v, int | float) for v in value)
+    return not isinstance(value, dict)
+
+
+def _num(value) -> str:
+    return f"{value:.4f}" if isinstance(value, int | float) else "—"
+
+
+def _rows(data: dict):
+    """Card sections as readable rows: numbers rounded, lists of sentences as bullet points,
+    a section's nested detail left to card.md."""
+    for key, value in data.items():
+        label = key.replace("_", " ")
+        if isinstance(value, dict):
+            plain = ((k.replace("_", " "), _readable(v)) for k, v in value.items() if _is_plain(v))
+            yield label, format_html_join("", "<div><strong>{}</strong>: {}</div>", plain)
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            items = format_html_join("", "<li>{}</li>", ((v,) for v in value))
+            yield label, format_html("<ul>{}</ul>", items)
+        elif isinstance(value, list):
+            yield label, f"{len(value)} entries"
+        else:
+            yield label, _readable(value)
+
+
 @admin.register(ModelVersion)
 class ActivatableModelVersionAdmin(ModelVersionAdmin):
+    """The registry's admin made readable for a lab admin: validation metrics in the list,
+    thresholds to three decimals, the model card as a page rather than raw JSON, evaluation
+    plots only where this installation has them, and no server paths."""
+
     actions = ["activate_version"]
+    list_display = ["name", "is_active", "threshold_shown", "created_at", "metrics_summary"]
+    readonly_fields = [
+        "name",
+        "is_active",
+        "threshold_shown",
+        "temperature_shown",
+        "created_at",
+        "sha256",
+        "validation_summary",
+        "evaluation_plots",
+        "model_card",
+    ]
+    fields = [*readonly_fields, "notes"]
+
+    @admin.display(description="threshold")
+    def threshold_shown(self, obj: ModelVersion) -> str:
+        return f"{obj.threshold:.3f}"
+
+    @admin.display(description="temperature")
+    def temperature_shown(self, obj: ModelVersion) -> str:
+        return f"{obj.temperature:.3f}"
+
+    @admin.display(description="validation metrics")
+    def metrics_summary(self, obj: ModelVersion) -> str:
+        metrics = _validation(obj.metrics)
+        shown = [
+            f"{name} {metrics[key]:.3f}"
+            for key, name in (("auc", "AUC"), ("sensitivity", "sens"), ("specificity", "spec"))
+            + (("accuracy", "acc"),)
+            if isinstance(metrics.get(key), int | float)
+        ]
+        if shown and isinstance(metrics.get("n"), int):
+            shown.append(f"n={metrics['n']}")
+        return " · ".join(shown) or "—"
+
+    @admin.display(description="validation")
+    def validation_summary(self, obj: ModelVersion):
+        metrics = _validation(obj.metrics)
+        if not metrics:
+            return "—"
+        ci = metrics.get("ci95") or {}
+        rows = (
+            (
+                name,
+                _readable(metrics[key]),
+                "–".join(f"{x:.3f}" for x in ci[key]) if key in ci else "",
+            )
+            for key, name in (
+                ("accuracy", "Accuracy"),
+                ("auc", "AUC"),
+                ("sensitivity", "Sensitivity"),
+                ("specificity", "Specificity"),
+            )
+            if isinstance(metrics.get(key), int | float)
+        )
+        return format_html(
+            "<p>{} cells ({} parasitized) of {} held-out patients.</p>"
+            "<table><tr><th></th><th>value</th><th>95% CI (patient bootstrap)</th></tr>{}</table>",
+            metrics.get("n", "?"),
+            metrics.get("n_parasitized", "?"),
+            metrics.get("n_groups", "?"),
+            format_html_join("", "<tr><th>{}</th><td>{}</td><td>{}</td></tr>", rows),
+        )
+
+    @admin.display(description="model card")
+    def model_card(self, obj: ModelVersion):
+        card = {
+            k: v
+            for k, v in (obj.card or {}).items()
+            if k not in ("evaluations", "validation", "threshold_candidates", "model_file")
+        }
+        if isinstance(card.get("data"), dict):  # server paths mean nothing to a reader
+            card["data"] = {
+                k: (posixpath.basename(str(v).rstrip("/")) if k == "source" else v)
+                for k, v in card["data"].items()
+            }
+        if not card:
+            return "—"
+        return format_html(
+            "<table class='model-card'>{}</table>",
+            format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", _rows(card)),
+        )
+
+    @admin.display(description="evaluations")
+    def evaluation_plots(self, obj: ModelVersion):
+        evaluations = (obj.metrics or {}).get("evaluations", [])
+        if not evaluations:
+            return "No evaluation yet: python manage.py evaluate_model --data DIR --version NAME"
+        blocks = []
+        for index, evaluation in enumerate(evaluations):
+            stored = evaluation.get("stored_plots", {})
+            kinds = [k for k in PLOT_KINDS if stored.get(k) and default_storage.exists(stored[k])]
+            images = format_html_join(
+                "",
+                "<img src='{}' alt='{}' style='max-width:32%;margin:2px'>",
+                ((reverse("admin:classifier_plot", args=[obj.pk, index, k]), k) for k in kinds),
+            )
+            if not kinds:
+                images = format_html(
+                    "<p>Plots are not stored on this installation: run evaluate_model to make "
+                    "them.</p>"
+                )
+            data = posixpath.basename(str(evaluation.get("data") or "").rstrip("/")) or "—"
+            blocks.append(
+                format_html(
+                    "<p><strong>{}</strong> on {}: n={}, accuracy {}, AUC {}, sensitivity {}, "
+                    "specificity {}, threshold {}</p><div>{}</div>",
+                    str(evaluation.get("evaluated_at") or "")[:16].replace("T", " "),
+                    data,
+                    evaluation.get("n"),
+                    _num(evaluation.get("accuracy")),
+                    _num(evaluation.get("auc")),
+                    _num(evaluation.get("sensitivity")),
+                    _num(evaluation.get("specificity")),
+                    _num(evaluation.get("threshold")),
+                    images,
+                )
+            )
+        return format_html_join("", "{}", ((block,) for block in blocks))
 
     @admin.action(description="Activate selected version")
     def activate_version(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:

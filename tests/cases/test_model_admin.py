@@ -45,7 +45,7 @@ def test_the_version_page_shows_its_card_and_plots(client, db):
     page = client.get(f"/admin/classifier/modelversion/{version.pk}/change/")
     body = page.content.decode()
     assert page.status_code == 200
-    assert "Research and decision support" in body and "&quot;patients&quot;: 99" in body
+    assert "Research and decision support" in body and "<strong>patients</strong>: 99" in body
     plot_url = f"/admin/classifier/modelversion/{version.pk}/plots/0/roc.png"
     assert plot_url in body
     response = client.get(plot_url)
