@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from cases.models import Case, Image
 from cases.selectors import case_images
-from cases.summary import case_summary, is_near_threshold, prediction_of
+from cases.summary import case_summary, is_counted_cell, is_near_threshold, prediction_of
 
 
 def image_payload(image: Image, *, margin: float | None = None) -> dict:
@@ -26,6 +26,11 @@ def image_payload(image: Image, *, margin: float | None = None) -> dict:
         "error": image.error,
         "kind": image.kind,
         "parent_id": image.parent_id,
+        # Whether the cell enters the counts (cases.summary.is_counted_cell); a detected cell
+        # cut by the field's edge, or removed by a reviewer, is shown but never counted.
+        "counted_cell": is_counted_cell(image),
+        "on_border": image.on_border,
+        "removed": image.removed,
         "width": image.width,
         "height": image.height,
         "probability": prediction.probability if prediction else None,
@@ -98,7 +103,10 @@ def case_status_payload(
     summary = case_summary(images, margin=margin)
     if case.status == Case.Status.SIGNED_OFF:
         # The reviewer's diagnosis leads (the headline); the AI's call is history by now.
-        summary["call_label"] = f"Before review, the AI's call was: {summary['call_label']}"
+        summary["call_label"] = {
+            "positive": "Before review, the AI suggested positive",
+            "negative": "Before review, the AI suggested negative",
+        }.get(summary["call"], f"Before review: {summary['call_label']}")
     payload = {
         "id": case.pk,
         "status": case.status,

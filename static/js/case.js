@@ -220,6 +220,12 @@
     }
     var flags = li.querySelector("[data-role=flags]");
     flags.textContent = "";
+    if (image.on_border || image.removed) {
+      var out = el("span", "flag flag-quality",
+        image.on_border ? "✂ at the field's edge: not counted" : "removed: not a cell");
+      out.title = "Shown, never counted";
+      flags.appendChild(out);
+    }
     if (image.near_threshold) {
       var near = el("span", "flag flag-uncertain", "⚑ near threshold");
       near.title = "Probability within the uncertainty margin of the threshold";
@@ -233,7 +239,9 @@
     }
     li.querySelector("[data-role=error]").textContent = image.error || "";
     li.classList.toggle("is-near", !!image.near_threshold);
-    li.classList.toggle("is-positive", image.label === "parasitized" && image.quality_ok !== false);
+    li.classList.toggle("is-positive",
+      image.label === "parasitized" && image.quality_ok !== false && image.counted_cell);
+    li.classList.toggle("is-not-counted", image.kind === "cell" && !image.counted_cell);
     applyView(li);
   }
 

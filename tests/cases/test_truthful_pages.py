@@ -23,6 +23,12 @@ def test_the_case_list_says_field_photographs_and_cells(client, case, clinician)
     assert "1 field photograph · 11 cells" in page
     detail = client.get(reverse("case_detail", args=[case.pk])).content.decode()
     assert re.search(r'id="image-count">\(1 field photograph · 11 cells\)', detail)
+    # The cell cut by the field's edge is shown, marked, and not drawn as a positive.
+    assert detail.count("at the field's edge: not counted") == 1
+    assert detail.count("is-not-counted") == 1
+    status = client.get(reverse("case_status", args=[case.pk])).json()
+    border = [img for img in status["images"] if img["on_border"]]
+    assert len(border) == 1 and border[0]["counted_cell"] is False
 
 
 def test_the_case_page_and_its_status_poll_show_one_page_of_images(client, case, clinician):

@@ -147,7 +147,7 @@ def test_the_headline_follows_the_cases_state(client, ready, reviewer, lab_admin
     assert "3 of 5 reviewed cells" in headline
     status = client.get(reverse("case_status", args=[signed.pk])).json()
     assert status["headline"]["state"] == "final"
-    assert status["summary"]["call_label"].startswith("Before review, the AI's call was")
+    assert status["summary"]["call_label"] == "Before review, the AI suggested positive"
     page = client.get(reverse("case_detail", args=[signed.pk])).content.decode()
     assert "Suggests positive: confirm by review" not in page.split('id="summary"')[0]
     reviews.case_reopen(case=signed, by=lab_admin, reason="Recount")
