@@ -17,6 +17,7 @@ import logging
 import posixpath
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -384,7 +385,7 @@ class Superseded:
     """Why a signed report no longer stands: the case was reopened."""
 
     by: str
-    at: object
+    at: datetime
     reason: str
 
 

@@ -3,8 +3,9 @@
 A clinician logs in, registers a patient, opens a case and uploads a batch (one file corrupt);
 the worker analyses it while the page updates itself with results and Grad-CAM overlays. A second
 person, the reviewer (four-eyes rule), claims the case, overrides one result with a reason,
-confirms the rest and signs off; the clinician sees the notification and downloads the PDF report.
-Every step leaves a screenshot in the artefact folder (see conftest.artifacts_dir).
+confirms the rest and signs off; the clinician sees the notification and downloads the PDF report,
+whose counts agree with the case page, the CSV, the FHIR export and the API; an admin reopens the
+case and the signed report stays downloadable, marked superseded. Every step leaves a screenshot in the artefact folder (see conftest.artifacts_dir).
 """
 
 import re
@@ -16,6 +17,8 @@ from playwright.sync_api import Page, expect
 from cases.models import Case, Image, Review
 from cases.review_selectors import case_images_with_reviews, review_counts_from
 from classifier.synthetic import make_cell, png_bytes
+from tests.cases.count_helpers import pdf_text
+from tests.e2e.count_checks import page_counts, report_counts
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -115,6 +118,7 @@ def test_clinician_uploads_reviewer_signs_off_clinician_downloads_the_report(
     browser,
     clinician,
     reviewer,
+    lab_admin,
     live_model,
     start_worker,
     artifacts_dir,
@@ -310,6 +314,33 @@ def test_clinician_uploads_reviewer_signs_off_clinician_downloads_the_report(
         assert content.startswith(b"%PDF"), content[:20]
         assert len(content) > 1024, len(content)
         steps.shot(clin, "report-downloaded")
+
+        # --- One count everywhere: page, PDF (text), CSV, FHIR and API agree ----------------
+        shown = page_counts(clin)
+        stated = report_counts(clin, case_id, signed=True)
+        assert f"signed off by {reviewer.username}" in pdf_text(content)
+        ai = {shown["card_parasitized"], shown["table_parasitized"]}
+        ai |= {stated[k] for k in stated if k.endswith("ai_parasitized")}
+        assert len(ai) == 1, (shown, stated)
+        by_reviewer = {
+            int(shown["table_reviewer_parasitized"]),
+            stated["api"]["final_positive_cells"],
+        }
+        by_reviewer |= {stated[k] for k in stated if k.endswith("reviewer_parasitized")}
+        assert by_reviewer == {counts.reviewer_parasitized}, (shown, stated)
+
+        # --- An admin reopens: the signed report is kept, marked superseded -----------------
+        adm = new_page(browser, live_server.url, console)
+        log_in(adm, lab_admin.username)
+        adm.goto(f"/cases/{case_id}/")
+        adm.get_by_role("link", name="Reopen…").click()
+        adm.get_by_label(re.compile("Reason")).fill("Recount requested by the clinician")
+        adm.get_by_role("button", name="Reopen").click()
+        expect(adm.locator("#case-headline")).to_contain_text("awaiting review again")
+        adm.get_by_role("link", name="Prepared and superseded reports").click()
+        expect(adm.get_by_role("row").filter(has_text="superseded by the reopen")).to_have_count(1)
+        steps.shot(adm, "reopened-superseded-report-kept")
+        assert "PRELIMINARY" in report_counts(adm, case_id, signed=False)["pdf"]
     except BaseException:
         for name, page in (("clinician", clin), ("reviewer", rev)):
             if page is not None and not page.is_closed():
