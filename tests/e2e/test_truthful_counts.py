@@ -119,6 +119,18 @@ def test_every_page_report_and_api_state_the_same_counts_through_sign_off_and_re
     assert "Other Ring form at the edge of the cell" in after["pdf"]  # reason code + free text
     steps.shot(clin, "clinician-sees-final")
 
+    # On a phone the column headings are hidden: every number keeps its words.
+    clin.set_viewport_size({"width": 390, "height": 844})
+    clin.reload()
+    label = clin.evaluate(
+        """() => getComputedStyle(
+            document.querySelector('[data-row=parasitized] td'), '::before').content"""
+    )
+    assert label == '"AI model: "', label
+    expect(clin.locator("#image-count")).to_have_text("(1 field photograph · 11 cells)")
+    steps.shot(clin, "phone-words-beside-numbers")
+    clin.set_viewport_size({"width": 1366, "height": 900})
+
     # --- Admin reopens: the signed report stays, marked superseded ---------------------------
     adm = new_page(browser, live_server.url, console)
     log_in(adm, lab_admin.username)
