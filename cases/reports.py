@@ -781,7 +781,7 @@ def report_export_generate(*, export_id: int) -> ReportExport:
     ReportExport.objects.filter(pk=export_id, status=ReportExport.Status.PENDING).update(
         status=ReportExport.Status.RUNNING
     )
-    name = _export_name(Case.objects.get(pk=export.case_id), export.kind)
+    name = _export_name(export.case, export.kind)
     content = report_render(export.case, export.kind)
     # Storage I/O before the transaction: the database lock is held only to record the result.
     stored = default_storage.save(name, ContentFile(content))
