@@ -24,6 +24,7 @@ from django.utils import timezone
 from PIL import Image as PILImage
 
 from cases.audit import audit_record
+from cases.domain_guard import domain_check_cells
 from cases.models import Case, Image, Prediction
 from cases.services import case_status_refresh
 
@@ -164,7 +165,7 @@ def _segment_field(image: Image, report: AnalysisReport) -> list[int]:
             case=locked.case,
             after={
                 "cells": len(children),
-                "on_border": sum(box.on_border for box, *_ in pending),
+                "on_border": int(sum(bool(box.on_border) for box, *_ in pending)),
                 "detector": detector_version.name,
                 "detect_ms": detect_ms,
             },
@@ -294,6 +295,8 @@ def _analyse_cells(cells: list[Image], report: AnalysisReport) -> None:
         timings,
         report,
     )
+    # The domain guard: per field and per case, once their last cell is in (cases.domain_guard).
+    domain_check_cells(version=version, cells=[img for img, _ in decoded], results=results)
 
 
 def analyse_images(*, image_ids: list[int], batch_size: int | None = None) -> AnalysisReport:

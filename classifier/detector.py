@@ -212,7 +212,7 @@ def decode(
     cells = []
     for k in keep:
         x, y, bw, bh = clip_box(*boxes[k], width, height)
-        border = touches_border(*boxes[k], width, height)
+        border = bool(touches_border(*boxes[k], width, height))
         cells.append(CellBox(x, y, bw, bh, score=float(scores[k]), on_border=border))
     return sorted(cells, key=lambda b: (b.y // 32, b.x))
 

@@ -3,7 +3,6 @@
 import io
 
 import numpy as np
-import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from PIL import Image as PILImage
@@ -12,7 +11,8 @@ from cases import services
 from cases.analysis import analyse_images
 from cases.models import AuditEvent, Case, Image, Prediction
 from cases.tasks import analyse_images as analyse_task
-from classifier.synthetic import make_cell, png_bytes
+from classifier.detector import MAX_CELLS
+from classifier.synthetic import make_cell, make_field, png_bytes
 from tests.conftest import register_model
 
 
@@ -125,28 +125,77 @@ def test_non_cell_images_are_flagged_by_the_quality_gate(case, clinician, active
 
 def field_png(n_cells: int = 6) -> bytes:
     rng = np.random.default_rng(3)
-    field = np.full((640, 960, 3), 232, np.uint8)
-    positions = [(40 + (k % 3) * 300, 60 + (k // 3) * 300) for k in range(n_cells)]
-    for x, y in positions:
-        cell = make_cell(rng, parasitized=(x + y) % 2 == 0, size=140)
-        field[y : y + 140, x : x + 140] = cell
+    centres = [(170 + (k // 3) * 300, 150 + (k % 3) * 300) for k in range(n_cells)]
+    rgb, _ = make_field(rng, centres, shape=(640, 960), diameter=110)
     buffer = io.BytesIO()
-    PILImage.fromarray(field).save(buffer, format="PNG")
+    PILImage.fromarray(rgb).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
-def test_a_field_image_is_segmented_into_analysed_cells(case, clinician, active_model):
-    pytest.importorskip("classifier.segment")
+def field_with(centres: list[tuple[int, int]], diameter: int = 70) -> bytes:
+    rgb, _ = make_field(np.random.default_rng(8), centres, shape=(480, 640), diameter=diameter)
+    buffer = io.BytesIO()
+    PILImage.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def upload_field(case, clinician, data: bytes) -> Image:
     [field] = services.images_add(
-        case=case, files=[("field.png", field_png())], by=clinician, kind="field"
+        case=case, files=[("field.png", data)], by=clinician, kind="field"
     ).stored
+    return field
+
+
+def test_a_field_image_is_detected_into_analysed_cells(
+    case, clinician, active_model, active_detector
+):
+    field = upload_field(case, clinician, field_png())
     report = analyse_images(image_ids=[field.pk])
     field.refresh_from_db()
     assert field.status == Image.Status.DONE
     cells = list(field.cells.all())
-    assert report.segmented == {field.pk: len(cells)} and 4 <= len(cells) <= 8
+    assert report.segmented == {field.pk: len(cells)} and len(cells) == 6
     assert all(cell.status == Image.Status.DONE and cell.bbox for cell in cells)
+    assert all(0 < cell.detection_score <= 1 and not cell.on_border for cell in cells)
     assert Prediction.objects.filter(image__parent=field).count() == len(cells)
-    # Segmenting again (a redelivered task) does not cut the field twice.
+    event = AuditEvent.objects.get(action="field.segmented")
+    assert event.after["detector"] == active_detector.name and event.after["cells"] == 6
+    # Detecting again (a redelivered task) does not cut the field twice.
     analyse_images(image_ids=[field.pk])
     assert field.cells.count() == len(cells)
+
+
+def test_touching_cells_are_two_cells_and_edge_cells_are_flagged(
+    case, clinician, active_model, active_detector
+):
+    inside = [(120, 150), (120, 215), (330, 420), (330, 485), (240, 300)]  # two touching pairs
+    edge = [(240, 10), (470, 600)]
+    field = upload_field(case, clinician, field_with(inside + edge))
+    analyse_images(image_ids=[field.pk])
+    cells = list(field.cells.all())
+    assert sorted(c.on_border for c in cells) == [False] * 5 + [True] * 2
+    for cy, cx in inside:  # one detected box centred on each cell
+        near = [
+            c for c in cells
+            if abs(c.bbox["x"] + c.bbox["w"] / 2 - cx) < 15
+            and abs(c.bbox["y"] + c.bbox["h"] / 2 - cy) < 15
+        ]  # fmt: skip
+        assert len(near) == 1
+
+
+def test_a_field_of_noise_yields_a_bounded_number_of_cells(
+    case, clinician, active_model, active_detector
+):
+    noise = np.random.default_rng(0).integers(0, 256, (960, 1280, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    PILImage.fromarray(noise).save(buffer, format="PNG")
+    field = upload_field(case, clinician, buffer.getvalue())
+    analyse_images(image_ids=[field.pk])
+    assert field.cells.count() <= MAX_CELLS
+
+
+def test_without_an_active_detector_a_field_fails_with_the_reason(case, clinician, active_model):
+    field = upload_field(case, clinician, field_png())
+    analyse_task.apply(args=[[field.pk]])
+    field.refresh_from_db()
+    assert field.status == Image.Status.FAILED and "No cell detector is active" in field.error
