@@ -165,9 +165,18 @@ class ActivatableModelVersionAdmin(ModelVersionAdmin):
     plots only where this installation has them, and no server paths."""
 
     actions = ["activate_version"]
-    list_display = ["name", "is_active", "threshold_shown", "created_at", "metrics_summary"]
+    list_display = [
+        "name",
+        "kind",
+        "is_active",
+        "threshold_shown",
+        "created_at",
+        "metrics_summary",
+    ]
+    list_filter = ["kind", "is_active"]
     readonly_fields = [
         "name",
+        "kind",
         "is_active",
         "threshold_shown",
         "temperature_shown",
@@ -193,7 +202,7 @@ class ActivatableModelVersionAdmin(ModelVersionAdmin):
         shown = [
             f"{name} {metrics[key]:.3f}"
             for key, name in (("auc", "AUC"), ("sensitivity", "sens"), ("specificity", "spec"))
-            + (("accuracy", "acc"),)
+            + (("accuracy", "acc"), ("precision", "precision"), ("recall", "recall"))
             if isinstance(metrics.get(key), int | float)
         ]
         if shown and isinstance(metrics.get("n"), int):

@@ -105,7 +105,7 @@ def test_list_models_shows_key_metrics(version, capsys):
     call_command("list_models")
     out = capsys.readouterr().out
     assert "tiny-eval" in out and "0.9500" in out and "0.9700" in out
-    assert out.splitlines()[0].split()[:4] == ["name", "active", "created", "threshold"]
+    assert out.splitlines()[0].split()[:5] == ["name", "kind", "active", "created", "threshold"]
 
 
 def test_export_writes_a_manifest_that_install_default_model_accepts(version, tmp_path, capsys):

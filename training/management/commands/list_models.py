@@ -6,18 +6,34 @@ from django.core.management.base import BaseCommand
 
 from classifier.models import ModelVersion
 
-COLUMNS = ("name", "active", "created", "threshold", "accuracy", "auc", "sensitivity", "source")
+COLUMNS = (
+    "name",
+    "kind",
+    "active",
+    "created",
+    "threshold",
+    "accuracy",
+    "auc",
+    "sensitivity",
+    "precision",
+    "recall",
+    "source",
+)
+# Classifiers are judged by accuracy, AUC and sensitivity; detectors by precision and recall.
+KEYS = ("accuracy", "auc", "sensitivity", "precision", "recall")
 
 
 def key_metrics(version: ModelVersion) -> dict[str, float | None]:
-    """The latest evaluation's accuracy, AUC and sensitivity, else the validation figures."""
+    """The latest evaluation's figures, else the validation figures."""
     metrics = version.metrics or {}
     evaluations = metrics.get("evaluations") or []
     if evaluations:
         source, chosen = "evaluation", evaluations[-1]
     else:
         source, chosen = "validation", metrics.get("validation") or {}
-    picked = {key: chosen.get(key) for key in ("accuracy", "auc", "sensitivity")}
+    picked = {key: chosen.get(key) for key in KEYS}
+    if not version.is_detector:  # a classifier's precision is not what to compare it by
+        picked.update(precision=None, recall=None)
     return {**picked, "source": source if chosen else "-"}
 
 
@@ -26,7 +42,10 @@ def _fmt(value) -> str:
 
 
 class Command(BaseCommand):
-    help = "List model versions: name, active, created, threshold, accuracy, AUC, sensitivity."
+    help = (
+        "List model versions (classifiers and detectors): name, kind, active, created, "
+        "threshold, accuracy, AUC, sensitivity (classifiers), precision, recall (detectors)."
+    )
 
     def handle(self, *args, **options):
         rows = [COLUMNS]
@@ -35,12 +54,15 @@ class Command(BaseCommand):
             rows.append(
                 (
                     version.name,
+                    version.kind,
                     "yes" if version.is_active else "no",
                     version.created_at.strftime("%Y-%m-%d %H:%M"),
                     f"{version.threshold:.4f}",
                     _fmt(m["accuracy"]),
                     _fmt(m["auc"]),
                     _fmt(m["sensitivity"]),
+                    _fmt(m["precision"]),
+                    _fmt(m["recall"]),
                     m["source"],
                 )
             )
