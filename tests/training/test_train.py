@@ -197,3 +197,34 @@ def test_label_smoothing_colour_jitter_and_patience_reach_the_run_and_its_card(n
     assert "patience 9" in card["hyperparameters"]["early_stopping"]
     with pytest.raises(CommandError, match="colour-jitter"):
         call_command("train_model", data=str(nih_folder), name="neg", colour_jitter=-1.0)
+
+
+@pytest.mark.django_db
+def test_train_model_with_smears_reports_each_source_and_stage(
+    nih_folder, smear_folder, var_dir, capsys
+):
+    call_command(
+        "train_model",
+        data=str(nih_folder),
+        smears=str(smear_folder),
+        smear_val_fraction=0.34,
+        smear_positive_repeat=3,
+        epochs=1,
+        batch_size=16,
+        val_fraction=0.25,
+        seed=3,
+        name="two-sources",
+    )
+    run = var_dir / "training" / "two-sources"
+    split = json.loads((run / "split.json").read_text())
+    validation_groups = set(split["validation"]["groups"])
+    assert {"field:SYN0004.JPG", "field:SYN0005.JPG"} <= validation_groups
+    assert not {g for g in split["train"]["groups"] if g.startswith("field:")} & validation_groups
+    version = ModelVersion.objects.get(name="two-sources")
+    per_source = version.metrics["validation"]["per_source"]
+    assert set(per_source) == {"nih", "smear"}
+    smear = per_source["smear"]
+    assert smear["n_groups"] == 2 and smear["n_parasitized"] == 4  # two ring cells per field
+    assert smear["per_stage"]["ring"]["n"] == 4
+    assert smear["parasitemia"]["fields"] == 2
+    assert "smear: n=" in capsys.readouterr().out
