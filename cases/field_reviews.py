@@ -178,7 +178,9 @@ def cell_restore(*, cell: Image, by) -> Image:
 def _set_removed(cell: Image, by, *, removed: bool) -> Image:
     case = _lock(cell.case)
     _require_working_reviewer(by, case)
-    cell = Image.objects.select_for_update().select_related("parent").get(pk=cell.pk, case=case)
+    # of=("self",): PostgreSQL cannot lock the nullable side of the parent join.
+    locked = Image.objects.select_for_update(of=("self",)).select_related("parent")
+    cell = locked.get(pk=cell.pk, case=case)
     if cell.parent is None:
         raise ValidationError("Only cells of a field photograph can be removed or restored.")
     if cell.removed == removed:

@@ -24,5 +24,5 @@ class Command(BaseCommand):
         previous = ModelVersion.objects.filter(kind=version.kind, is_active=True).first()
         model_activate(version=version, by=None)
         before = previous.name if previous else "none"
-        label = version.get_kind_display().lower()
+        label = "cell detector" if version.is_detector else "model"
         self.stdout.write(self.style.SUCCESS(f"Active {label}: {version.name} (was {before})."))
