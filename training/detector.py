@@ -248,7 +248,7 @@ def train_detector(config: DetectorConfig, resume: bool = False, log: Log = prin
             f"{figures.get('recall')}, interior F1 {figures.get('interior_f1')}, count error "
             f"{figures.get('count_error_pct')}% ({seconds:.0f} s, ETA {eta / 60:.1f} min)"
         )
-    return finish(out, state, val_fields, log)
+    return {**finish(out, state, val_fields, log), "config": asdict(config)}
 
 
 def finish(out: Path, state: dict, val_fields: Sequence[AnnotatedField], log: Log) -> dict:

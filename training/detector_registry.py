@@ -42,6 +42,10 @@ def detector_card(config: DetectorConfig, result: dict) -> dict:
 
 
 def register_detector(config: DetectorConfig, result: dict) -> ModelVersion:
+    """Register the run's model; the run's own options (config.json, as on --resume) go on the
+    card, whatever the command was given."""
+    if result.get("config"):
+        config = DetectorConfig(**result["config"])
     card = detector_card(config, result)
     return register_version(
         name=config.name,
@@ -65,7 +69,8 @@ def detector_card_markdown(card: dict) -> str:
         f"- Architecture: {card.get('architecture', '')}",
         f"- Trained on: {card.get('training_data', '')}; best epoch {card.get('best_epoch')} of "
         f"{card.get('epochs_run')} ({card.get('training_minutes')} min on {card.get('machine', '')})",
-        f"- Threshold (centre score, chosen on validation for the best F1): {card.get('threshold')}",
+        f"- Threshold (centre score, chosen on validation for the best F1 on cells inside the "
+        f"image): {card.get('threshold')}",
         "",
         f"## Validation on {len(card.get('validation_fields', []))} held-out fields",
         "",
@@ -73,10 +78,14 @@ def detector_card_markdown(card: dict) -> str:
         "at least 0.5 (one-to-one). Count error: per field, |detected - annotated| over the "
         "annotated count, cells cut by the image edge excluded on both sides.",
         "",
-        "| precision | recall | F1 | count error | s/field (detection) |",
-        "|---|---|---|---|---|",
-        f"| {v.get('precision')} | {v.get('recall')} | {v.get('f1')} | "
-        f"{v.get('count_error_pct')}% | {v.get('seconds_per_field')} |",
+        "| precision | recall | interior precision | interior recall | count error | s/field |",
+        "|---|---|---|---|---|---|",
+        f"| {v.get('precision')} | {v.get('recall')} | {v.get('interior_precision')} | "
+        f"{v.get('interior_recall')} | {v.get('count_error_pct')}% | {v.get('seconds_per_field')} |",
+        "",
+        "Interior: cells not cut by the image's edge. Most detections that match no box are red "
+        "cells the annotators did not box (checked by eye on the held-out fields), so precision "
+        "against these annotations understates the detector.",
         "",
         "Held-out fields: " + ", ".join(card.get("validation_fields", [])),
         "",
