@@ -10,9 +10,12 @@ or species shows up clearly even when no single cell looks odd:
   axes of the reference cells, and the RMS z-distance of its features from the reference mean;
 - a group's descriptor is the per-dimension median of its cells' vectors (robust to the few
   parasitized or odd cells of a group);
-- its score is the distance, in units of the between-group spread, to the nearest descriptor of
-  the groups the model was validated on (one nearest neighbour: the reference may mix sources, e.g.
-  NIH patients and IML fields, without being averaged into one broad blob);
+- its score is the distance to the nearest descriptor of the groups the model was validated on,
+  after whitening with the between-group covariance (a slightly shrunk one): a change that breaks
+  how colour and features vary together across validated groups — a hue rotation moves a* and b*
+  against each other — counts fully even where each dimension alone stays within its range. One
+  nearest neighbour: the reference may mix sources (NIH patients and IML fields) without being
+  averaged into one broad blob;
 - the limit is calibrated on those groups by leave-one-out: the highest score such that at most
   ``flag_rate`` (5%) of the validated groups, each scored against the others, lie above it.
 
@@ -38,6 +41,7 @@ VERSION = 1
 MIN_CELLS = 10
 FLAG_RATE = 0.05
 PCA_DIMS = 4
+SHRINKAGE = 0.2  # of the covariance's diagonal added before whitening (few groups, 11 dimensions)
 PADDING_LEVEL = 20  # max channel at or below this is the black padding around a cell
 COLOUR_KEYS = ("L", "a", "b", "L_spread", "a_spread", "b_spread")
 
@@ -67,8 +71,18 @@ def cell_colours(images: Sequence[np.ndarray]) -> np.ndarray:
     return np.stack([cell_colour(rgb) for rgb in images])
 
 
-def shift_stain(rgb_uint8: np.ndarray, hue_degrees: float = 60.0, saturation: float = 1.4):
-    """The same cell as another lab's stain might show it: hue rotated, saturation scaled.
+STAIN_SHIFT = {"hue_degrees": 60.0, "saturation": 1.4, "gains": (0.85, 1.0, 1.2)}
+
+
+def shift_stain(
+    rgb_uint8: np.ndarray,
+    hue_degrees: float = 60.0,
+    saturation: float = 1.4,
+    gains: tuple[float, float, float] = (1.0, 1.0, 1.0),
+) -> np.ndarray:
+    """The same cell as another lab might show it: the stain's hue rotated and its saturation
+    scaled, then the camera's white balance changed by per-channel gains (STAIN_SHIFT holds the
+    shift the measurements in the README use).
 
     Used to prove the guard on images no model was validated on (tests and measurements); the
     black padding stays black.
@@ -79,7 +93,8 @@ def shift_stain(rgb_uint8: np.ndarray, hue_degrees: float = 60.0, saturation: fl
     hsv = hsv.astype(np.float32)
     hsv[..., 0] = np.mod(hsv[..., 0] + hue_degrees / 2.0, 180.0)  # OpenCV hue is 0-179
     hsv[..., 1] = np.clip(hsv[..., 1] * saturation, 0, 255)
-    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)
+    rgb = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32)
+    return np.clip(rgb * np.asarray(gains, np.float32) + 0.5, 0, 255).astype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -122,11 +137,22 @@ def group_descriptor(vectors: np.ndarray) -> np.ndarray:
 
 
 def _scaled(descriptors: np.ndarray, reference: Mapping) -> np.ndarray:
-    return np.asarray(descriptors, np.float64) / np.asarray(reference["group_scale"], np.float64)
+    return np.asarray(descriptors, np.float64) @ np.asarray(
+        reference["group_whitening"], np.float64
+    )
+
+
+def whitening(descriptors: np.ndarray, shrinkage: float = SHRINKAGE) -> np.ndarray:
+    """W with (x W) of unit covariance over the validated groups (covariance shrunk first)."""
+    cov = np.atleast_2d(np.cov(descriptors, rowvar=False))
+    diagonal = np.maximum(np.diag(cov), 1e-6 * max(float(np.diag(cov).mean()), 1e-12))
+    cov = cov + shrinkage * np.diag(diagonal) + np.diag(diagonal * 1e-9)
+    values, vectors = np.linalg.eigh(cov)
+    return vectors @ np.diag(np.maximum(values, 1e-12) ** -0.5) @ vectors.T
 
 
 def score_descriptor(descriptor: np.ndarray, reference: Mapping) -> float:
-    """Distance to the nearest validated group's descriptor, in between-group spreads."""
+    """Distance to the nearest validated group's descriptor, whitened (see the module doc)."""
     known = _scaled(np.asarray(reference["group_descriptors"], np.float64), reference)
     here = _scaled(np.asarray(descriptor, np.float64)[None, :], reference)
     return float(np.sqrt(((known - here) ** 2).sum(axis=1)).min())
@@ -190,12 +216,8 @@ def build_reference(
     descriptors = np.stack(
         [group_descriptor(cell_vectors(*groups[name], reference)) for name in names]
     )
-    scale = descriptors.std(axis=0)
-    reference["group_scale"] = np.maximum(scale, 1e-3 * max(float(scale.mean()), 1e-6)).tolist()
-    scaled = _scaled(descriptors, reference)
-    distances = np.sqrt(((scaled[:, None, :] - scaled[None, :, :]) ** 2).sum(axis=2))
-    np.fill_diagonal(distances, np.inf)
-    loo = distances.min(axis=1)
+    reference["group_whitening"] = whitening(descriptors).round(8).tolist()
+    loo = leave_one_out_scores(descriptors)
     limit = calibrated_limit(loo, flag_rate)
     group_sources = {name: (sources or {}).get(name, "all") for name in names}
     reference.update(
@@ -227,6 +249,18 @@ def build_reference(
     )
     reference["key"] = reference_key(reference)
     return reference
+
+
+def leave_one_out_scores(descriptors: np.ndarray) -> np.ndarray:
+    """Each group's score against the others, the whitening fitted without it too: a group the
+    reference has never seen is judged exactly so, and a whitening fitted with the group would
+    pull it closer than a new group of its kind will be."""
+    scores = np.empty(len(descriptors))
+    for i in range(len(descriptors)):
+        others = np.delete(descriptors, i, axis=0)
+        w = whitening(others)
+        scores[i] = np.sqrt((((others - descriptors[i]) @ w) ** 2).sum(axis=1)).min()
+    return scores
 
 
 def calibrated_limit(scores: np.ndarray, flag_rate: float) -> float:

@@ -94,4 +94,4 @@ def test_the_reference_is_json_and_keyed_by_its_basis(reference):
 
     assert json.loads(json.dumps(reference)) == reference
     assert reference["key"] == domain.reference_key(reference)
-    assert len(reference["descriptor_keys"]) == len(reference["group_scale"])
+    assert len(reference["descriptor_keys"]) == len(reference["group_whitening"])
