@@ -163,92 +163,115 @@ def choose_threshold(per_threshold: dict) -> float:
     )
 
 
-def train_detector(config: DetectorConfig, resume: bool = False, log: Log = print) -> dict:
-    """Train (or resume) a detector run; returns result.json's content (model path, threshold,
-    validation figures, history)."""
-    import keras
-
+def _open_run(config: DetectorConfig, resume: bool) -> tuple[DetectorConfig, dict | None]:
+    """The run's config (the stored one on resume) and its saved state, if any."""
     out = Path(config.output)
     checkpoint = out / "checkpoint"
-    state_path = checkpoint / "state.json"
+    state = None
     if resume:
         config = DetectorConfig(**json.loads((out / "config.json").read_text()))
+        state_path = checkpoint / "state.json"
         state = json.loads(state_path.read_text()) if state_path.exists() else None
-    else:
-        if checkpoint.exists():
-            raise FileExistsError(f"{out} already holds a run: use --resume or another --output")
-        state = None
+    elif checkpoint.exists():
+        raise FileExistsError(f"{out} already holds a run: use --resume or another --output")
     checkpoint.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(config), indent=2))
+    return config, state
 
-    fields = load_fields(config.data)
-    train_fields, val_fields = split_fields(fields, config.val_fraction)
-    log(f"{len(train_fields)} training fields, {len(val_fields)} validation fields (held out)")
-    (out / "split.json").write_text(
-        json.dumps(
-            {"train": [f.name for f in train_fields], "validation": [f.name for f in val_fields]}
-        )
+
+def _model_and_state(config: DetectorConfig, state: dict | None, log: Log):
+    import keras
+
+    last = Path(config.output) / "checkpoint" / "last.keras"
+    if state is not None and last.exists():
+        log(f"resuming after epoch {state['epoch']}")
+        custom = {"detection_loss": det.detection_loss}
+        return keras.saving.load_model(last, custom_objects=custom), state
+    model = det.build_detector(config.learning_rate, seed=config.seed)
+    return model, {"epoch": 0, "history": [], "best_f1": -1.0, "best_epoch": 0, "seconds": 0.0}
+
+
+def cosine_lr(config: DetectorConfig, epoch: int) -> float:
+    """The learning rate of a 1-based epoch: half a cosine from learning_rate to min_lr."""
+    progress = (epoch - 1) / max(config.epochs - 1, 1)
+    span = config.learning_rate - config.min_lr
+    return config.min_lr + 0.5 * span * (1 + math.cos(math.pi * progress))
+
+
+def _windows(prepared: Sequence[PreparedField], config: DetectorConfig, rng) -> tuple:
+    pairs = [
+        random_window(field, rng, config.colour_jitter)
+        for field in prepared
+        for _ in range(config.windows_per_field)
+    ]
+    return np.stack([w for w, _ in pairs]).astype(np.float32) / 255.0, np.stack(
+        [t for _, t in pairs]
     )
+
+
+def _validate(model, val_fields: Sequence[AnnotatedField]) -> dict:
+    """The epoch's figures at its own best threshold (the one finish() would choose)."""
+    if not val_fields:
+        return {"interior_f1": 0.0, "threshold": None}
+    per = evaluate_detector(det.Detector(model=model), val_fields, THRESHOLDS)
+    return per[choose_threshold(per)]
+
+
+def train_detector(config: DetectorConfig, resume: bool = False, log: Log = print) -> dict:
+    """Train (or resume) a detector run; returns result.json's content (model path, threshold,
+    validation figures, history) and the run's config."""
+    config, state = _open_run(config, resume)
+    out, checkpoint = Path(config.output), Path(config.output) / "checkpoint"
+    train_fields, val_fields = split_fields(load_fields(config.data), config.val_fraction)
+    log(f"{len(train_fields)} training fields, {len(val_fields)} validation fields (held out)")
+    split = {"train": [f.name for f in train_fields], "validation": [f.name for f in val_fields]}
+    (out / "split.json").write_text(json.dumps(split))
     started = time.perf_counter()
     prepared = [prepare(f) for f in train_fields]
     log(f"fields prepared at work scale in {time.perf_counter() - started:.0f} s")
-
-    if state is not None and (checkpoint / "last.keras").exists():
-        model = keras.saving.load_model(
-            checkpoint / "last.keras", custom_objects={"detection_loss": det.detection_loss}
-        )
-        log(f"resuming after epoch {state['epoch']}")
-    else:
-        model = det.build_detector(config.learning_rate, seed=config.seed)
-        state = {"epoch": 0, "history": [], "best_f1": -1.0, "best_epoch": 0, "seconds": 0.0}
+    model, state = _model_and_state(config, state, log)
     rng = np.random.default_rng(config.seed + state["epoch"])
     budget = config.max_minutes * 60 if config.max_minutes else None
     while state["epoch"] < config.epochs:
         if budget is not None and state["seconds"] >= budget:
             log(f"time budget of {config.max_minutes} min reached")
             break
-        epoch_started = time.perf_counter()
-        epoch = state["epoch"] + 1
-        progress = (epoch - 1) / max(config.epochs - 1, 1)
-        lr = config.min_lr + 0.5 * (config.learning_rate - config.min_lr) * (
-            1 + math.cos(math.pi * progress)
-        )
+        epoch_started, epoch = time.perf_counter(), state["epoch"] + 1
+        lr = cosine_lr(config, epoch)
         model.optimizer.learning_rate.assign(lr)
-        windows, targets = [], []
-        for field in prepared:
-            for _ in range(config.windows_per_field):
-                window, target = random_window(field, rng, config.colour_jitter)
-                windows.append(window)
-                targets.append(target)
-        x = np.stack(windows).astype(np.float32) / 255.0
-        y = np.stack(targets)
+        x, y = _windows(prepared, config, rng)
         fit = model.fit(x, y, batch_size=config.batch_size, epochs=1, shuffle=True, verbose=0)
-        loss = float(fit.history["loss"][-1])
-        detector = det.Detector(model=model)
-        figures = {"interior_f1": 0.0, "threshold": None}
-        if val_fields:  # the epoch at its own best threshold: the one finish() would choose
-            per = evaluate_detector(detector, val_fields, THRESHOLDS)
-            figures = per[choose_threshold(per)]
+        figures = _validate(model, val_fields)
         seconds = time.perf_counter() - epoch_started
-        state["seconds"] += seconds
-        state["epoch"] = epoch
-        row = {"epoch": epoch, "loss": round(loss, 4), "lr": lr, "seconds": round(seconds, 1)}
-        keys = ("threshold", "precision", "recall", "interior_f1", "count_error_pct")
-        row.update({k: figures.get(k) for k in keys})
-        state["history"].append(row)
-        if figures["interior_f1"] > state["best_f1"]:
-            state["best_f1"], state["best_epoch"] = figures["interior_f1"], epoch
+        _record_epoch(state, epoch, float(fit.history["loss"][-1]), lr, seconds, figures)
+        if state["best_epoch"] == epoch:
             model.save(checkpoint / "best.keras")
         model.save(checkpoint / "last.keras")
-        state_path.write_text(json.dumps(state, indent=2))
-        eta = (config.epochs - epoch) * state["seconds"] / epoch
-        log(
-            f"epoch {epoch}/{config.epochs}: loss {loss:.4f}; validation at threshold "
-            f"{figures.get('threshold')}: precision {figures.get('precision')}, recall "
-            f"{figures.get('recall')}, interior F1 {figures.get('interior_f1')}, count error "
-            f"{figures.get('count_error_pct')}% ({seconds:.0f} s, ETA {eta / 60:.1f} min)"
-        )
+        (checkpoint / "state.json").write_text(json.dumps(state, indent=2))
+        log(_epoch_line(config, state, figures))
     return {**finish(out, state, val_fields, log), "config": asdict(config)}
+
+
+def _record_epoch(state: dict, epoch: int, loss: float, lr: float, seconds: float, figures: dict):
+    state["seconds"] += seconds
+    state["epoch"] = epoch
+    row = {"epoch": epoch, "loss": round(loss, 4), "lr": lr, "seconds": round(seconds, 1)}
+    keys = ("threshold", "precision", "recall", "interior_f1", "count_error_pct")
+    row.update({k: figures.get(k) for k in keys})
+    state["history"].append(row)
+    if figures["interior_f1"] > state["best_f1"]:
+        state["best_f1"], state["best_epoch"] = figures["interior_f1"], epoch
+
+
+def _epoch_line(config: DetectorConfig, state: dict, figures: dict) -> str:
+    row = state["history"][-1]
+    eta = (config.epochs - state["epoch"]) * state["seconds"] / state["epoch"]
+    return (
+        f"epoch {state['epoch']}/{config.epochs}: loss {row['loss']:.4f}; validation at "
+        f"threshold {figures.get('threshold')}: precision {figures.get('precision')}, recall "
+        f"{figures.get('recall')}, interior F1 {figures.get('interior_f1')}, count error "
+        f"{figures.get('count_error_pct')}% ({row['seconds']:.0f} s, ETA {eta / 60:.1f} min)"
+    )
 
 
 def finish(out: Path, state: dict, val_fields: Sequence[AnnotatedField], log: Log) -> dict:

@@ -36,7 +36,7 @@ from classifier.models import ModelVersion
 from classifier.preprocess import resize_rgb
 from classifier.registry import active_version, local_model_file
 from training import calibration, plots
-from training.data import decode_all, list_folder, split_by_group
+from training.data import Example, decode_all, list_folder, split_by_group
 from training.metrics import summarize
 from training.pipeline import image_batches
 from training.smears import (
@@ -53,7 +53,7 @@ SPLITS = ("all", "training", "validation")
 # smear folders by field (training.smears.split_fields).
 NIH_VAL_FRACTION, NIH_SPLIT_SEED, SMEAR_VAL_FRACTION = 0.2, 42, 0.15
 
-GROUP_UNITS = {"nih": "patient", "smear": "field"}
+GROUP_UNITS = {"nih": "patient", "smear": "field", "reviewed": "case"}
 SUMMARY_KEYS = (
     "n",
     "accuracy",
@@ -136,6 +136,25 @@ def load_evaluation_data(
         examples = [examples[i] for i in keep]
     return EvaluationData(
         "nih",
+        decode_all(examples),
+        np.array([e.label for e in examples]),
+        np.array([e.group for e in examples]),
+        np.full(len(examples), "", dtype=object),
+    )
+
+
+def reviewed_cells(site: str | None = None) -> EvaluationData:
+    """Every reviewer-labelled cell (of one site when given), the reviewer's label as the truth,
+    grouped by case: how a version does on a site's own, reviewed cells."""
+    from training.reviewed import reviewed_examples
+
+    rows = reviewed_examples(site)
+    if not rows:
+        where = f"site {site!r}" if site else "this installation"
+        raise FileNotFoundError(f"no reviewed cells in {where}")
+    examples = [Example(data, label, group, origin="reviewed") for data, label, group in rows]
+    return EvaluationData(
+        "reviewed",
         decode_all(examples),
         np.array([e.label for e in examples]),
         np.array([e.group for e in examples]),
@@ -241,9 +260,15 @@ def evaluate_version(
     output_root: Path | None = None,
     split: str = "all",
     val_fraction: float | None = None,
+    reviewed_site: str | None = None,
 ) -> dict:
-    """Evaluate, write plots and metrics.json, record the summary on the version; returns all."""
-    cells = load_evaluation_data(data, split, val_fraction)
+    """Evaluate, write plots and metrics.json, record the summary on the version; returns all.
+
+    data=None evaluates on reviewed cells instead (of reviewed_site when given)."""
+    if data is None:
+        cells = reviewed_cells(reviewed_site)
+    else:
+        cells = load_evaluation_data(data, split, val_fraction)
     labels, groups = cells.labels, cells.groups
     logits, features = logits_and_features(load_verified_model(version), cells.images)
     probabilities = calibration.calibrate(logits, version.temperature)
@@ -259,7 +284,9 @@ def evaluate_version(
     result.update(
         version=version.name,
         temperature=version.temperature,
-        data=str(Path(data).resolve()),
+        data=str(Path(data).resolve())
+        if data is not None
+        else f"reviewed cells of {f'site {reviewed_site}' if reviewed_site else 'every site'}",
         evaluated_at=stamp,
         folder=str(folder),
         plots=plots.write_all(folder, labels, probabilities, version.threshold),

@@ -26,12 +26,15 @@ def latest_labels() -> dict[int, str]:
     return latest
 
 
-def reviewed_examples() -> list[tuple[bytes, int, str]]:
-    """(image bytes, label 1/0, "case-<case id>") for every reviewed image."""
+def reviewed_examples(site: str | None = None) -> list[tuple[bytes, int, str]]:
+    """(image bytes, label 1/0, "case-<case id>") for every reviewed image (of one site, by its
+    code, when given). Cells a reviewer removed from a field are not cells: left out."""
     image_model, _ = _review_model()
     labels = latest_labels()
     examples = []
-    images = image_model.objects.filter(pk__in=labels).order_by("id")
+    images = image_model.objects.filter(pk__in=labels, removed=False).order_by("id")
+    if site:
+        images = images.filter(case__patient__site__code=site)
     for image in images.only("id", "case_id", "file"):
         label = labels[image.pk]
         if label not in REVIEW_LABELS:

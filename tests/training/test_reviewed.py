@@ -6,6 +6,7 @@ import json
 import pytest
 from django.core.files.base import ContentFile
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from cases import models as case_models
 from training.data import list_folder
@@ -68,3 +69,19 @@ def test_include_reviewed_adds_them_to_training_as_one_group(reviewed_case, nih_
     sides = [side for side in ("train", "validation") if group in split[side]["groups"]]
     assert len(sides) == 1
     assert split["train"]["images"] + split["validation"]["images"] == 82
+
+
+def test_a_sites_reviewed_cells_are_an_evaluation_set(
+    reviewed_case, other_site, tiny_model_path, var_dir, capsys
+):
+    from tests.conftest import register_model
+
+    register_model(tiny_model_path, name="tiny-site")
+    call_command("evaluate_model", reviewed=True, site="ctg", json=True, reps=20)
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["n"] == 2 and result["layout"] == "reviewed" and result["group_unit"] == "case"
+    assert result["data"] == "reviewed cells of site ctg"
+    with pytest.raises(CommandError, match="no reviewed cells in site 'other'"):
+        call_command("evaluate_model", reviewed=True, site="other")
+    with pytest.raises(CommandError, match="either --data DIR or --reviewed"):
+        call_command("evaluate_model")

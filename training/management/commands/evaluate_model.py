@@ -1,6 +1,6 @@
-"""manage.py evaluate_model --data DIR [--version V] [--split S] [--json]: metrics with
-group-bootstrap CIs (patients of an NIH folder, fields of a smear folder) and the domain guard's
-out-of-domain fraction."""
+"""manage.py evaluate_model --data DIR | --reviewed [--site CODE] [--version V] [--split S]
+[--json]: metrics with group-bootstrap CIs (patients of an NIH folder, fields of a smear folder,
+cases of reviewed cells) and the domain guard's out-of-domain fraction."""
 
 from __future__ import annotations
 
@@ -27,9 +27,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument(
             "--data",
-            required=True,
             help="folder with Parasitized/, Uninfected/ (NIH) or annotations.json, images/ (smears)",
         )
+        parser.add_argument(
+            "--reviewed",
+            action="store_true",
+            help="evaluate on the cells reviewers confirmed or overrode (their label is the truth; "
+            "grouped by case) instead of a folder",
+        )
+        parser.add_argument("--site", help="with --reviewed: only that site's cells (its code)")
         parser.add_argument(
             "--split",
             choices=("all", "training", "validation"),
@@ -56,6 +62,8 @@ class Command(BaseCommand):
             resolve_version,
         )
 
+        if bool(options["data"]) == bool(options["reviewed"]):
+            raise CommandError("give either --data DIR or --reviewed [--site CODE]")
         try:
             version = resolve_version(options["model_version"])
             result = evaluate_version(
@@ -65,6 +73,7 @@ class Command(BaseCommand):
                 options["seed"],
                 split=options["split"],
                 val_fraction=options["val_fraction"],
+                reviewed_site=options["site"],
             )
         except (EvaluationError, ModelFileError, FileNotFoundError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
