@@ -137,11 +137,15 @@ def photograph_and_review(site, users, fields) -> dict:
     return tally
 
 
-def evaluate(version: str, smears: Path) -> dict:
-    """evaluate_model --split validation (its service, called directly to keep the dict)."""
+def evaluate(version: str, smears: Path | None) -> dict:
+    """evaluate_model --data SMEARS --split validation, or --reviewed --site (smears None); its
+    service, called directly to keep the dict."""
     from training.evaluate import evaluate_version, resolve_version
 
-    result = evaluate_version(resolve_version(version), smears, reps=200, split="validation")
+    if smears is None:
+        result = evaluate_version(resolve_version(version), None, 200, reviewed_site=SITE_CODE)
+    else:
+        result = evaluate_version(resolve_version(version), smears, 200, split="validation")
     keys = ("n", "accuracy", "auc", "sensitivity", "specificity", "threshold")
     out = {k: result.get(k) for k in keys}
     out["out_of_domain_fraction"] = result.get("out_of_domain_fraction")
@@ -198,11 +202,11 @@ def main() -> None:
         stop_patience=30,
     )
     after = evaluate("site-adapted", Path(args.smears))
-    site_figures = {}
-    try:
-        call_command("evaluate_model", reviewed=True, site=SITE_CODE, model_version="site-adapted")
-    except TypeError as exc:  # evaluate_model without --reviewed (older checkout)
-        site_figures["error"] = str(exc)
+    # The site's own reviewed cells: "after" has trained on most of them (optimistic).
+    site_figures = {
+        "site_reviewed_before": evaluate(before_name, None),
+        "site_reviewed_after": evaluate("site-adapted", None),
+    }
     result = {
         "site_fields": len(fields),
         **{f"site_{k}": v for k, v in tally.items()},
