@@ -95,3 +95,55 @@ def test_the_reference_is_json_and_keyed_by_its_basis(reference):
     assert json.loads(json.dumps(reference)) == reference
     assert reference["key"] == domain.reference_key(reference)
     assert len(reference["descriptor_keys"]) == len(reference["group_whitening"])
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    import json
+    from pathlib import Path
+
+    from classifier.engine import Engine
+
+    folder = Path(__file__).resolve().parents[2] / "classifier" / "default_model"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    engine = Engine.load(folder / manifest["file"], manifest["sha256"], batch_size=32)
+    return engine, manifest["quality_reference"]["domain"]
+
+
+def _patients(nih_cells, names: list[str], n: int) -> dict[str, list[np.ndarray]]:
+    from classifier.preprocess import decode_image
+    from training.data import list_folder
+
+    rng = np.random.default_rng(0)
+    examples = [e for e in list_folder(nih_cells) if e.group in names]
+    by_patient: dict[str, list] = {}
+    for i in rng.permutation(len(examples)):  # the patient's own mix of both classes
+        example = examples[i]
+        if len(by_patient.get(example.group, [])) < n:
+            by_patient.setdefault(example.group, []).append(decode_image(example.read()))
+    return by_patient
+
+
+def test_the_shipped_model_passes_nih_patients_and_refuses_them_stain_shifted(nih_cells, shipped):
+    engine, reference = shipped
+    patients = _patients(nih_cells, ["C101", "C39", "C182"], 30)
+    for cells in patients.values():
+        assert not domain.check_group(*_measure(engine, cells), reference).flagged
+        shifted = [domain.shift_stain(c, **domain.STAIN_SHIFT) for c in cells]
+        assert domain.check_group(*_measure(engine, shifted), reference).flagged
+
+
+def test_the_shipped_nih_model_refuses_iml_fields(smears, shipped):
+    from classifier.cells import CellBox, clip_box, cut_cell
+    from training.smears import load_fields
+
+    engine, reference = shipped
+    for field in load_fields(smears)[:: len(load_fields(smears)) // 3][:3]:
+        rgb = field.read()
+        height, width = rgb.shape[:2]
+        cells = [
+            cut_cell(rgb, CellBox(*clip_box(*box, width, height)))
+            for box, kind in zip(field.boxes, field.types, strict=True)
+            if kind != "difficult"
+        ][:30]
+        assert domain.check_group(*_measure(engine, cells), reference).flagged
