@@ -95,3 +95,44 @@ def test_segmentation_benchmark_prints_detector_and_baseline_figures(tmp_path):
         assert figures[key] >= 0
     assert figures["parasitemia_mae_pct"] >= 0
     assert 0 <= figures["baseline_precision"] <= 1 and 0 <= figures["baseline_recall"] <= 1
+
+
+def test_site_adaptation_simulation_reports_before_and_after(tiny_model_path, tmp_path):
+    from classifier.synthetic import write_nih_folder, write_smear_folder
+
+    smears = write_smear_folder(tmp_path / "smears", 8, seed=5)
+    nih = write_nih_folder(tmp_path / "nih", 24, n_patients=6, size=64, seed=2)
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "model.keras").write_bytes(tiny_model_path.read_bytes())
+    manifest = {
+        "name": "tiny-site",
+        "sha256": hashlib.sha256(tiny_model_path.read_bytes()).hexdigest(),
+        "threshold": 0.5,
+    }
+    (model_dir / "manifest.json").write_text(json.dumps(manifest))
+    result = run(
+        [
+            "bench/site_adaptation.py",
+            "--smears",
+            str(smears),
+            "--nih",
+            str(nih),
+            "--classifier",
+            str(model_dir),
+            "--fields",
+            "4",
+            "--nih-per-class",
+            "12",
+            "--epochs",
+            "1",
+        ]  # fmt: skip
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    figures = last_json_line(result.stdout)
+    assert figures["site_fields"] == 4 and figures["site_cases"] == 2
+    assert figures["site_reviewed"] > 20
+    assert figures["before_version"] == "tiny-site"
+    for side in ("before", "after"):
+        assert figures[side]["n"] > 0 and 0 <= figures[side]["specificity"] <= 1
+    assert figures["site_reviewed_after"]["n"] == figures["site_reviewed"]
