@@ -1,0 +1,92 @@
+"""evaluate_model on smear folders (cells cut from the annotated boxes, per-stage sensitivity,
+--split) and the domain guard's out_of_domain_fraction, with domain_reference."""
+
+import json
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+
+from classifier.registry import register_version
+from classifier.synthetic import write_smear_folder
+from training.evaluate import load_evaluation_data
+from training.smears import load_fields
+
+REQUIRED_KEYS = {"n", "accuracy", "auc", "sensitivity", "specificity", "threshold", "version"}
+
+
+@pytest.fixture(scope="module")
+def smear_folder(tmp_path_factory):
+    return write_smear_folder(tmp_path_factory.mktemp("smears"), 6, seed=3)
+
+
+@pytest.fixture
+def version(db, tiny_model_path):
+    return register_version(
+        name="tiny-smear", model_path=tiny_model_path, threshold=0.5, temperature=1.0
+    )
+
+
+def _json_line(capsys) -> dict:
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_a_smear_folder_gives_one_cell_per_box_inside_the_image(smear_folder):
+    cells = load_evaluation_data(smear_folder)
+    expected = 0
+    for field in load_fields(smear_folder):
+        width, height = 640, 480
+        expected += int(field.counted(width, height).sum())
+    assert cells.layout == "smear" and len(cells.images) == expected
+    assert cells.images.shape[1:] == (150, 150, 3)
+    assert set(cells.stages[cells.labels == 1]) == {"ring"}
+    assert set(cells.groups) == {f.name for f in load_fields(smear_folder)}
+
+
+def test_the_validation_split_holds_the_last_fields_by_name(smear_folder):
+    cells = load_evaluation_data(smear_folder, split="validation")
+    assert set(cells.groups) == {"SYN0005.JPG"}
+
+
+def test_evaluate_on_smears_reports_stages_and_the_out_of_domain_share(
+    version, nih_folder, smear_folder, var_dir, capsys
+):
+    call_command(
+        "domain_reference", model_version="tiny-smear", data=[str(nih_folder)], per_group=10
+    )
+    assert "stored the domain reference of tiny-smear" in capsys.readouterr().out
+    call_command(
+        "evaluate_model", data=str(smear_folder), model_version="tiny-smear", json=True, reps=50
+    )
+    result = _json_line(capsys)
+    assert REQUIRED_KEYS <= set(result)
+    assert result["layout"] == "smear" and result["group_unit"] == "field"
+    assert result["n_groups"] == 6
+    assert set(result["stage_sensitivity"]) == {"ring", "trophozoite", "schizont", "gametocyte"}
+    assert 0 < result["stage_sensitivity"]["ring"]["n"] <= 12  # edge-cut rings left out
+    assert result["stage_sensitivity"]["schizont"] == {"n": 0, "sensitivity": None}
+    assert 0.0 <= result["out_of_domain_fraction"] <= 1.0
+    assert result["domain"]["groups_judged"] == 6
+
+
+def test_the_groups_a_reference_was_built_on_are_in_its_domain(
+    version, nih_folder, var_dir, capsys
+):
+    call_command(
+        "domain_reference", model_version="tiny-smear", data=[str(nih_folder)], per_group=10
+    )
+    call_command(
+        "evaluate_model", data=str(nih_folder), model_version="tiny-smear", json=True, reps=50
+    )
+    result = _json_line(capsys)
+    assert result["layout"] == "nih" and "stage_sensitivity" not in result
+    assert result["out_of_domain_fraction"] <= 0.125  # at most 1 of the 8 patients
+
+
+def test_without_a_domain_reference_the_fraction_is_null(version, nih_folder, var_dir, capsys):
+    call_command(
+        "evaluate_model", data=str(nih_folder), model_version="tiny-smear", json=True, reps=50
+    )
+    result = _json_line(capsys)
+    assert result["out_of_domain_fraction"] is None
+    assert np.isfinite(result["accuracy"])
