@@ -13,7 +13,9 @@ with Grad-CAM. Every annotated box is a cell. Reported:
   annotators box edge cells inconsistently; the count leaves them out anyway);
 - count_error_pct: mean over fields of |counted - annotated| / annotated, cells cut by the image
   edge excluded on both sides (the platform does not count them);
-- seconds_per_field: detection + classification (with Grad-CAM) of one field, decoding excluded;
+- seconds_per_field: detection + classification (with Grad-CAM) of one field, decoding excluded
+  (also split into detect_ / classify_seconds_per_field), and classifier_forward_cells_per_s, the
+  plain forward pass measured in the same process: how fast this CPU is;
 - parasitemia_mae_pct: mean over fields of |estimated - annotated parasitemia| in percentage points
   (estimated: parasitized / counted gradable cells; annotated: parasite-stage boxes / all boxes);
 - baseline_precision / baseline_recall / baseline_count_error_pct: the classical OpenCV
@@ -71,15 +73,30 @@ def load_shipped(detector_dir: Path, classifier_dir: Path):
     return detector, engine, {"detector": d["name"], "classifier": c["name"]}
 
 
+def forward_rate(engine, n: int = 128) -> float:
+    """The classifier's plain forward pass on this machine (cells/s): the yardstick that says
+    how fast this CPU is, to compare seconds_per_field across machines."""
+    import tensorflow as tf
+
+    x = np.random.default_rng(0).random((64, 150, 150, 3), dtype=np.float32)
+    forward = tf.function(lambda batch: engine.model(batch, training=False))
+    forward(x)
+    started = time.perf_counter()
+    for _ in range(n // 64):
+        forward(x)
+    return round(n / (time.perf_counter() - started), 1)
+
+
 def evaluate(fields, detector, engine) -> dict:
     tally, baseline = DetectionTally(), DetectionTally()
-    seconds, baseline_seconds, parasitemia_errors = 0.0, 0.0, []
+    seconds, detect_seconds, baseline_seconds, parasitemia_errors = 0.0, 0.0, 0.0, []
     for field in fields:
         rgb = field.read()
         height, width = rgb.shape[:2]
         truth_border = field.on_border(width, height)
         started = time.perf_counter()
         cells = detector.detect(rgb)
+        detect_seconds += time.perf_counter() - started
         counted = [c for c in cells if not c.on_border]
         results = engine.analyse([cut_cell(rgb, c) for c in counted]) if counted else []
         seconds += time.perf_counter() - started
@@ -107,6 +124,9 @@ def evaluate(fields, detector, engine) -> dict:
         "interior_precision": ours["interior_precision"],
         "interior_recall": ours["interior_recall"],
         "seconds_per_field": round(seconds / n, 3),
+        "detect_seconds_per_field": round(detect_seconds / n, 3),
+        "classify_seconds_per_field": round((seconds - detect_seconds) / n, 3),
+        "cells_per_field": round(ours["detected_cells"] / n, 1),
         "parasitemia_mae_pct": round(float(np.mean(parasitemia_errors or [0.0])), 3),
         "annotated_cells": ours["annotated_cells"],
         "detected_cells": ours["detected_cells"],
@@ -140,6 +160,7 @@ def main() -> None:
     fields = fields[: args.limit]
     detector.detect(fields[0].read())  # warm-up: the first call traces the network
     result = {**evaluate(fields, detector, engine), "split": args.split, **names}
+    result["classifier_forward_cells_per_s"] = forward_rate(engine)
     print(
         f"{result['images']} fields ({args.split}): detector precision {result['precision']:.3f}, "
         f"recall {result['recall']:.3f} at IoU 0.5, count error {result['count_error_pct']:.1f}%, "

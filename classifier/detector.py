@@ -273,9 +273,9 @@ class Detector:
         if fn is None:
             import tensorflow as tf
 
-            fn = tf.function(
-                lambda x: self.model(x, training=False), reduce_retracing=True, jit_compile=False
-            )
+            # One trace for every field size (the work size follows each field's cell size).
+            spec = tf.TensorSpec((None, None, None, 3), tf.float32)
+            fn = tf.function(lambda x: self.model(x, training=False), input_signature=[spec])
             self._compiled = fn
         return fn(batch)
 
