@@ -98,23 +98,41 @@ def image_metrics(rgb_uint8: np.ndarray, padding_level: float = 20.0) -> dict[st
         _, lap_std = cv2.meanStdDev(laplacian, mask=inner)
         _, gray_std = cv2.meanStdDev(gray, mask=inner)
         metrics["focus"] = float(lap_std[0, 0] ** 2 / (gray_std[0, 0] + 2.0) ** 2)
-    # OpenCV hue is 0-179: red/pink 0-25 and 150-179, violet/purple 115-150; or pale/neutral.
-    stain = ((hue <= 25) | (hue >= 115) | (saturation < 40)) & (foreground > 0)
+    # OpenCV hue is 0-179: red/pink 0-25 and 150-179, violet/purple 115-150, and Giemsa's
+    # blue-violet 100-115 (parasite cytoplasm; whole smears of some NIH patients are that tint,
+    # and the hue cut at 115 dropped their parasitized cells 4x as often as uninfected ones);
+    # or pale/neutral.
+    stain = ((hue <= 25) | (hue >= 100) | (saturation < 40)) & (foreground > 0)
     metrics["stain_fraction"] = int(cv2.countNonZero(stain.view(np.uint8))) / n_fg
     _, chroma_std = cv2.meanStdDev(cv2.cvtColor(rgb, cv2.COLOR_RGB2YCrCb), mask=foreground)
     metrics["colour_spread"] = float(np.hypot(chroma_std[1, 0], chroma_std[2, 0]))
     return metrics
 
 
-def feature_distance(features: np.ndarray, reference: dict) -> float | None:
-    """RMS of per-dimension z-scores against the reference's feature mean/std, or None."""
-    stats = (reference or {}).get("features")
-    if not stats or features is None:
-        return None
+def _rms_z(features: np.ndarray, stats: dict) -> float:
     mean = np.asarray(stats["mean"], dtype=np.float64)
     std = np.asarray(stats["std"], dtype=np.float64)
     z = (np.asarray(features, dtype=np.float64).ravel() - mean) / std
     return float(np.sqrt(np.mean(z**2)))
+
+
+def feature_distance(features: np.ndarray, reference: dict) -> float | None:
+    """How far the features lie from the training images', in units of the pooled reference's
+    99.5th percentile distance (so the flag limit is the margin), or None without a reference.
+
+    With per-class statistics (references built with labels), the distance is to the nearer
+    class: a strongly parasitized cell has extreme features for the pooled distribution but
+    ordinary ones among parasitized cells, and must not be dropped for it (measured on NIH
+    cells: the pooled distance dropped parasitized cells more often than uninfected ones).
+    """
+    stats = (reference or {}).get("features")
+    if not stats or features is None:
+        return None
+    by_class = stats.get("by_class")
+    if by_class:
+        scaled = [_rms_z(features, s) / float(s["distance_p995"]) for s in by_class.values()]
+        return min(scaled) * float(stats["distance_p995"])
+    return _rms_z(features, stats)
 
 
 def thresholds_for(reference: dict | None) -> dict[str, float]:
@@ -156,18 +174,41 @@ def assess(
     return QualityResult(ok=not flags, flags=flags, metrics=m)
 
 
-def build_reference(model_or_engine: Any, x_float_batch: np.ndarray) -> dict[str, Any]:
-    """Reference statistics of training images for the quality gate (JSON-serialisable).
-
-    x_float_batch: preprocessed training inputs (n, 150, 150, 3) float32 in [0, 1], a few hundred
-    to a few thousand of them. Stores the feature mean/std and the percentiles of the training
-    images' own feature distances, plus percentiles of the image metrics for the model card.
-    """
-    features = _features_of(model_or_engine, x_float_batch).astype(np.float64)
+def _feature_stats(features: np.ndarray) -> dict[str, Any]:
     mean = features.mean(axis=0)
     # A dimension that never varies (a dead ReLU) would divide by zero: give it a floor.
     std = np.maximum(features.std(axis=0), 1e-3 * max(float(features.std()), 1e-6))
     distances = np.sqrt((((features - mean) / std) ** 2).mean(axis=1))
+    return {
+        "mean": mean.round(6).tolist(),
+        "std": std.round(6).tolist(),
+        "distance_p50": float(np.percentile(distances, 50)),
+        "distance_p995": float(np.percentile(distances, 99.5)),
+        "n": int(len(features)),
+    }
+
+
+def build_reference(
+    model_or_engine: Any, x_float_batch: np.ndarray, labels: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Reference statistics of training images for the quality gate (JSON-serialisable).
+
+    x_float_batch: preprocessed training inputs (n, 150, 150, 3) float32 in [0, 1], a few hundred
+    to a few thousand of them. Stores the feature mean/std and the percentiles of the training
+    images' own feature distances (pooled, and per class when labels are given, 1 =
+    parasitized), plus percentiles of the image metrics for the model card.
+    """
+    features = _features_of(model_or_engine, x_float_batch).astype(np.float64)
+    pooled = _feature_stats(features)
+    if labels is not None:
+        labels = np.asarray(labels).ravel()
+        by_class = {
+            str(int(value)): _feature_stats(features[labels == value])
+            for value in np.unique(labels)
+            if (labels == value).sum() >= 20
+        }
+        if len(by_class) == 2:
+            pooled["by_class"] = by_class
     rgb = np.clip(np.asarray(x_float_batch) * 255.0 + 0.5, 0, 255).astype(np.uint8)
     per_image = [image_metrics(img) for img in rgb]
     image_percentiles = {
@@ -177,13 +218,7 @@ def build_reference(model_or_engine: Any, x_float_batch: np.ndarray) -> dict[str
     return {
         "version": 1,
         "n": int(len(features)),
-        "features": {
-            "layer": "dense",
-            "mean": mean.round(6).tolist(),
-            "std": std.round(6).tolist(),
-            "distance_p50": float(np.percentile(distances, 50)),
-            "distance_p995": float(np.percentile(distances, 99.5)),
-        },
+        "features": {"layer": "dense", **pooled},
         "image_metric_percentiles": image_percentiles,  # [p0.5, p50, p99.5], informational
     }
 

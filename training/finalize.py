@@ -91,7 +91,8 @@ def quality_reference(run: RunData, model, seed: int, log: Log) -> dict:
 
     rng = np.random.default_rng(seed)
     idx = rng.choice(run.train_idx, min(QUALITY_SAMPLE, len(run.train_idx)), replace=False)
-    reference = build_reference(model, to_input(run.images[np.sort(idx)]))
+    idx = np.sort(idx)
+    reference = build_reference(model, to_input(run.images[idx]), run.labels[idx])
     try:
         # The domain guard's reference: every training and validation group (classifier.domain).
         reference["domain"] = reference_from_run(model, run.images, np.asarray(run.groups), seed)

@@ -92,3 +92,39 @@ def test_build_reference_accepts_a_keras_model(tiny_model):
     x, _ = synthetic_batch(8, seed=13)
     reference = build_reference(tiny_model, x)
     assert reference["n"] == 8 and reference["features"]["distance_p995"] > 0
+
+
+def test_the_feature_distance_is_to_the_nearer_class():
+    from classifier.quality import feature_distance
+
+    def stats(mean, std, p995):
+        return {"mean": [mean] * 4, "std": [std] * 4, "distance_p995": p995}
+
+    pooled = stats(0.0, 1.0, 2.0)
+    reference = {"features": {**pooled, "by_class": {"0": stats(0.0, 1.0, 2.0),
+                                                     "1": stats(10.0, 1.0, 2.0)}}}  # fmt: skip
+    strongly_parasitized = np.full(4, 10.5)
+    assert feature_distance(strongly_parasitized, {"features": pooled}) > 3.0  # pooled: flagged
+    assert feature_distance(strongly_parasitized, reference) == pytest.approx(0.5)
+    assert feature_distance(np.full(4, 30.0), reference) > 3.0  # unlike either class
+
+
+def test_build_reference_keeps_statistics_per_class(tiny_engine):
+    from classifier.testing import synthetic_batch
+
+    x, y = synthetic_batch(48, seed=3)
+    reference = build_reference(tiny_engine, x, y)
+    assert set(reference["features"]["by_class"]) == {"0", "1"}
+    assert reference["features"]["by_class"]["1"]["n"] == 24
+
+
+def test_bluish_giemsa_cells_are_stained_colours():
+    from classifier.quality import image_metrics
+
+    cell = np.zeros((150, 150, 3), np.uint8)
+    cell[30:120, 30:120] = (
+        140,
+        160,
+        215,
+    )  # a lilac-blue cell (hue 112), as on some NIH patients' smears
+    assert image_metrics(cell)["stain_fraction"] > 0.9
