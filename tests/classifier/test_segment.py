@@ -59,7 +59,8 @@ def test_crop_blacks_out_everything_but_the_cell(rng):
 
 
 def test_it_recalls_real_smear_cells(smears):
-    from bench.segmentation import count_matches, truth_boxes
+    from bench.segmentation import truth_boxes
+    from training.smears import count_matches
 
     entries = json.loads((smears / "annotations.json").read_text())[:3]
     matched = total = 0
