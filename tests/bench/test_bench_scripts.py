@@ -53,16 +53,21 @@ def test_engine_benchmark_prints_its_figures_as_json(tiny_model_path):
         assert figures[key] > 0, key
 
 
-def test_pipeline_benchmark_runs_a_platform_end_to_end(tiny_model_path, tmp_path):
-    model_dir = tmp_path / "model"
-    model_dir.mkdir()
-    (model_dir / "model.keras").write_bytes(tiny_model_path.read_bytes())
+def shipped_folder(model_path: Path, folder: Path, name: str) -> Path:
+    """A folder shaped like classifier/default_model/ holding the given model file."""
+    folder.mkdir()
+    (folder / "model.keras").write_bytes(model_path.read_bytes())
     manifest = {
-        "name": "tiny-bench",
-        "sha256": hashlib.sha256(tiny_model_path.read_bytes()).hexdigest(),
+        "name": name,
+        "sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(),
         "threshold": 0.5,
     }
-    (model_dir / "manifest.json").write_text(json.dumps(manifest))
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_pipeline_benchmark_runs_a_platform_end_to_end(tiny_model_path, tmp_path):
+    model_dir = shipped_folder(tiny_model_path, tmp_path / "model", "tiny-bench")
     result = run(
         [
             "bench/pipeline.py",
@@ -102,15 +107,7 @@ def test_site_adaptation_simulation_reports_before_and_after(tiny_model_path, tm
 
     smears = write_smear_folder(tmp_path / "smears", 8, seed=5)
     nih = write_nih_folder(tmp_path / "nih", 24, n_patients=6, size=64, seed=2)
-    model_dir = tmp_path / "model"
-    model_dir.mkdir()
-    (model_dir / "model.keras").write_bytes(tiny_model_path.read_bytes())
-    manifest = {
-        "name": "tiny-site",
-        "sha256": hashlib.sha256(tiny_model_path.read_bytes()).hexdigest(),
-        "threshold": 0.5,
-    }
-    (model_dir / "manifest.json").write_text(json.dumps(manifest))
+    model_dir = shipped_folder(tiny_model_path, tmp_path / "model", "tiny-site")
     result = run(
         [
             "bench/site_adaptation.py",
