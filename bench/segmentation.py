@@ -46,12 +46,6 @@ DEFAULT_DETECTOR = ROOT / "classifier" / "default_detector"
 DEFAULT_CLASSIFIER = ROOT / "classifier" / "default_model"
 
 
-def truth_boxes(entry: dict) -> np.ndarray:
-    """Boxes (n, 4: x, y, w, h) of one annotations.json entry (the test of the baseline uses it)."""
-    rows = [[float(o["bbox"][k]) for k in ("x", "y", "w", "h")] for o in entry["objects"]]
-    return np.array(rows, dtype=float).reshape(-1, 4)
-
-
 def load_shipped(detector_dir: Path, classifier_dir: Path):
     """The Detector and the Engine of two exported folders, hash-checked against their manifests."""
     from classifier.detector import Detector

@@ -47,6 +47,7 @@ from training.smears import (
     load_fields,
     split_fields,
 )
+from training.sources import stage_sensitivity
 
 SPLITS = ("all", "training", "validation")
 # The splits the shipped models were trained with: NIH by patient (train_model's defaults),
@@ -134,8 +135,13 @@ def load_evaluation_data(
     if per_group:
         keep = _sample_indices(np.array([e.group for e in examples]), per_group, seed)
         examples = [examples[i] for i in keep]
+    return decoded("nih", examples)
+
+
+def decoded(layout: str, examples: list[Example]) -> EvaluationData:
+    """Decode examples (classifier.preprocess) into an EvaluationData without stages."""
     return EvaluationData(
-        "nih",
+        layout,
         decode_all(examples),
         np.array([e.label for e in examples]),
         np.array([e.group for e in examples]),
@@ -153,13 +159,7 @@ def reviewed_cells(site: str | None = None) -> EvaluationData:
         where = f"site {site!r}" if site else "this installation"
         raise FileNotFoundError(f"no reviewed cells in {where}")
     examples = [Example(data, label, group, origin="reviewed") for data, label, group in rows]
-    return EvaluationData(
-        "reviewed",
-        decode_all(examples),
-        np.array([e.label for e in examples]),
-        np.array([e.group for e in examples]),
-        np.full(len(examples), "", dtype=object),
-    )
+    return decoded("reviewed", examples)
 
 
 def _sample_indices(groups: np.ndarray, per_group: int, seed: int) -> np.ndarray:
@@ -221,16 +221,6 @@ def logits_and_features(model, images: np.ndarray, batch_size: int = 64):
     return np.concatenate(logits), np.concatenate(features)
 
 
-def stage_sensitivity(data: EvaluationData, called: np.ndarray) -> dict:
-    """Per parasite stage: cells, and the share called parasitized (smear folders only)."""
-    out = {}
-    for stage in sorted(PARASITE_STAGES):
-        mask = data.stages == stage
-        n = int(mask.sum())
-        out[stage] = {"n": n, "sensitivity": float(called[mask].mean()) if n else None}
-    return out
-
-
 def domain_flags(
     groups: np.ndarray, features: np.ndarray, colours: np.ndarray, reference: dict | None
 ) -> dict:
@@ -275,7 +265,9 @@ def evaluate_version(
     result = summarize(labels, probabilities, groups, version.threshold, reps, seed)
     result.update(layout=cells.layout, split=split, group_unit=GROUP_UNITS[cells.layout])
     if cells.layout == "smear":
-        result["stage_sensitivity"] = stage_sensitivity(cells, probabilities >= version.threshold)
+        result["stage_sensitivity"] = stage_sensitivity(
+            cells.stages, probabilities, version.threshold
+        )
     reference = (version.quality_reference or {}).get("domain")
     result.update(domain_flags(groups, features, domain.cell_colours(cells.images), reference))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")

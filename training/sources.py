@@ -12,15 +12,14 @@ KEYS = ("n", "accuracy", "auc", "sensitivity", "specificity", "threshold")
 
 
 def stage_sensitivity(stages: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict:
-    """Per parasite stage: how many annotated cells of it, and the share called parasitized."""
+    """Per parasite stage: how many annotated cells of it, and the share called parasitized
+    (None for a stage without cells). Used by train_model's card and by evaluate_model."""
     out = {}
     for stage in STAGES:
-        mask = stages == stage
-        if mask.any():
-            out[stage] = {
-                "n": int(mask.sum()),
-                "sensitivity": round(float((probabilities[mask] >= threshold).mean()), 4),
-            }
+        mask = np.asarray(stages) == stage
+        n = int(mask.sum())
+        called = float((probabilities[mask] >= threshold).mean()) if n else None
+        out[stage] = {"n": n, "sensitivity": None if called is None else round(called, 4)}
     return out
 
 
