@@ -17,7 +17,7 @@ import numpy as np
 from training import calibration
 from training.metrics import summarize
 from training.pipeline import predict_logits
-from training.train import Log, RunData, TrainConfig
+from training.run import Log, RunData, TrainConfig
 
 QUALITY_SAMPLE = 1000
 

@@ -8,7 +8,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from classifier.models import ModelVersion
-from training.train import TrainConfig, cosine_lr, train
+from training.run import TrainConfig, cosine_lr
+from training.train import train
 
 
 class Interrupted(Exception):

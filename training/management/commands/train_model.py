@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from training.calibration import THRESHOLD_RULES
 from training.pipeline import Augmentation
-from training.train import LR_SCHEDULES, TrainConfig
+from training.run import LR_SCHEDULES, TrainConfig
 
 # Options copied as given into TrainConfig fields of the same name.
 CONFIG_OPTIONS = (
