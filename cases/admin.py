@@ -1,5 +1,5 @@
 """Django admin. Sites and their members are managed here; the clinical records are view-only,
-because every change to them must go through cases.services and leave an audit event."""
+because every change to them must go through cases.intake.services and leave an audit event."""
 
 import posixpath
 
@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from cases.analysis.model_versions import model_activate
 from cases.models import (
     AuditEvent,
     AuditHead,
@@ -22,7 +23,6 @@ from cases.models import (
     Review,
     Site,
 )
-from cases.services import model_activate
 from classifier.admin import PLOT_KINDS, ModelVersionAdmin
 from classifier.models import ModelVersion
 

@@ -6,5 +6,6 @@ class CasesConfig(AppConfig):
     verbose_name = "Cases"
 
     def ready(self) -> None:
-        # Celery's autodiscovery finds only cases.tasks; the report task lives in its own module.
-        from cases import report_tasks  # noqa: F401
+        # Celery's autodiscovery looks only for cases.tasks; the tasks live with their jobs.
+        from cases.analysis import tasks as analysis_tasks  # noqa: F401
+        from cases.reports import tasks as report_tasks  # noqa: F401

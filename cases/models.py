@@ -1,7 +1,7 @@
 """Patients, cases, images, analysis results and the audit trail.
 
-State changes happen in cases.services (and cases.analysis for worker results), never in save()
-or signals; every one of them writes an AuditEvent in the same transaction (cases.audit).
+State changes happen in cases.intake.services (and cases.analysis.services for worker results), never in save()
+or signals; every one of them writes an AuditEvent in the same transaction (cases.audit.trail).
 """
 
 from django.conf import settings
@@ -83,7 +83,7 @@ class Case(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    # The review workflow (cases.reviews): who works the case, its signed result, and its history.
+    # The review workflow (cases.review.services): who works the case, its signed result, and its history.
     assigned_reviewer = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
@@ -111,7 +111,7 @@ class Case(models.Model):
     )
     sent_back_at = models.DateTimeField(null=True, blank=True)
     send_back_reason = models.TextField(blank=True)
-    # The domain guard on all of the case's cells (cases.domain_guard): out of domain -> no call.
+    # The domain guard on all of the case's cells (cases.analysis.domain_guard): out of domain -> no call.
     domain_status = models.CharField(
         max_length=16, choices=DomainStatus.choices, default=DomainStatus.NOT_JUDGED, blank=True
     )
@@ -167,7 +167,7 @@ class Image(models.Model):
     height = models.PositiveIntegerField()
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
     error = models.TextField(blank=True)
-    # The domain guard on a field image's cells (cases.domain_guard); blank for cells.
+    # The domain guard on a field image's cells (cases.analysis.domain_guard); blank for cells.
     domain_status = models.CharField(
         max_length=16, choices=DomainStatus.choices, default=DomainStatus.NOT_JUDGED, blank=True
     )
@@ -266,7 +266,7 @@ class CellCorrection(models.Model):
     """A reviewer's correction of a field's detections: a missed cell added, a false one removed.
 
     Append-only, beside the detector's output (never instead of it); Image.removed holds the
-    current state. Detector retraining reads the corrected boxes (cases.selectors).
+    current state. Detector retraining reads the corrected boxes (cases.intake.selectors).
     """
 
     class Action(models.TextChoices):
@@ -315,7 +315,7 @@ def report_upload_path(instance: "ReportExport", filename: str) -> str:
 
 
 class ReportExport(models.Model):
-    """A report of a large case, rendered by a worker (cases.report_tasks) and kept for download."""
+    """A report of a large case, rendered by a worker (cases.reports.tasks) and kept for download."""
 
     class Kind(models.TextChoices):
         PDF = "pdf", "PDF report"

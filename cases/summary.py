@@ -2,7 +2,7 @@
 
 The one place where a case's numbers are computed. Plain functions over already-loaded images (no
 queries): the case page, the review page, status.json, the API and the PDF, CSV and FHIR reports
-all take their counts from `case_summary` (cases.review_selectors adds the reviewer's side), so
+all take their counts from `case_summary` (cases.review.selectors adds the reviewer's side), so
 they cannot disagree. Which images are cells at all is decided by `is_counted_cell` alone.
 """
 
@@ -63,7 +63,7 @@ def is_counted_cell(image: Image) -> bool:
 
     Field photographs are not cells; a detected cell cut by the field's edge is drawn on the
     field but never counted, and neither is a detection a reviewer removed as not a cell
-    (cases.field_reviews). Any further exclusion belongs here, so that every page and report
+    (cases.fields.services). Any further exclusion belongs here, so that every page and report
     follows it.
     """
     return image.kind == Image.Kind.CELL and not image.on_border and not image.removed
@@ -101,7 +101,7 @@ def case_summary(
         call, call_label = "negative", "Suggests negative"
     else:
         call, call_label = "none", "No quality-passed cell to count"
-    # The domain guard (cases.domain_guard) refuses a case unlike the model's validated images:
+    # The domain guard (cases.analysis.domain_guard) refuses a case unlike the model's validated images:
     # no call and no parasitemia, whatever the cells' labels say.
     outside = domain_status == OUT_OF_DOMAIN
     if outside:

@@ -37,7 +37,7 @@ def _requeue_pending_images(**kwargs) -> None:
 
     if not settings.ANALYSIS_REQUEUE_ON_START:
         return
-    from cases.services import analysis_requeue_pending
+    from cases.analysis.queue import analysis_requeue_pending
 
     count = analysis_requeue_pending()
     if count:

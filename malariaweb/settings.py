@@ -71,7 +71,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "cases.context_processors.navigation",
-                "cases.review_context.review_badges",
+                "cases.review.context.review_badges",
             ],
         },
     },
@@ -127,7 +127,7 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 # Uploaded images are private: there is no MEDIA_URL route; every file goes through a view that
-# checks the requester's right to see its case (cases.views.image_file).
+# checks the requester's right to see its case (cases.intake.views.image_file).
 MEDIA_URL = "/private-media-not-served/"
 
 STORAGE_BACKEND = env_str("STORAGE_BACKEND", "local")

@@ -3,6 +3,6 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("api/", include("cases.api_urls")),
-    path("", include("cases.urls")),
+    path("api/", include("cases.api.urls")),
+    path("", include("cases.intake.urls")),
 ]

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import Group, User
 
-from cases import services
+from cases.intake import services
 from cases.models import Site
 
 

@@ -16,8 +16,8 @@ from django.core.management import call_command
 call_command("migrate", verbosity=0)
 from django.contrib.auth.models import User
 from django.test import Client
-import cases.views, cases.api, cases.admin, cases.review_views, malariaweb.urls  # noqa
-from cases import services
+import cases.intake.views, cases.api.views, cases.admin, cases.review.views, malariaweb.urls  # noqa
+from cases.intake import services
 from cases.models import Site
 user = User.objects.create_user("web", password="x-long-password-1")
 site = Site.objects.create(name="Lab", code="lab")
@@ -74,3 +74,90 @@ def test_the_ml_modules_do_not_import_django():
         path = REPO / "classifier" / f"{name}.py"
         if path.exists():
             assert "django" not in imports_of(path), path
+
+
+PROJECT_PACKAGES = ("cases", "classifier", "training", "malariaweb", "bench")
+
+
+def project_modules() -> dict[str, Path]:
+    modules = {}
+    for package in PROJECT_PACKAGES:
+        for path in (REPO / package).rglob("*.py"):
+            if "migrations" in path.parts:
+                continue
+            parts = list(path.relative_to(REPO).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            modules[".".join(parts)] = path
+    return modules
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports, counting imports inside function bodies too."""
+    modules = project_modules()
+    graph = {name: set() for name in modules}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(anchor + ([base] if base else []))
+                targets = [f"{base}.{alias.name}" for alias in node.names] + [base]
+            for target in targets:
+                while target and target not in modules:
+                    target = target.rpartition(".")[0]
+                if target and target != name:
+                    graph[name].add(target)
+    return graph
+
+
+def cycles_of(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph[node]:
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_cycle_finder_finds_a_hidden_cycle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles_of(graph) == [["a", "b", "c"]]
+    assert cycles_of({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_import_graph_sees_imports_inside_functions():
+    graph = import_graph()
+    # malariaweb.celery imports the requeue service inside a signal handler.
+    assert "cases.analysis.queue" in graph["malariaweb.celery"]
+
+
+def test_no_import_cycles_among_the_projects_modules():
+    assert cycles_of(import_graph()) == []

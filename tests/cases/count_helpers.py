@@ -14,7 +14,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from cases import services
+from cases.analysis.status import case_status_refresh
 from cases.models import Case, Image
 from tests.cases.review_helpers import add_cells, model_version
 from tests.cases.web_helpers import cell_png, predict
@@ -85,7 +85,7 @@ def mixed_case(case: Case, by) -> Case:
         # must still stay out of every count.
         predict(cell, version, probability, heatmaps=True)
     with transaction.atomic():
-        services.case_status_refresh(case=case, by=by)
+        case_status_refresh(case=case, by=by)
     case.refresh_from_db()
     return case
 

@@ -9,7 +9,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from PIL import Image as PILImage
 
-from cases import services
+from cases.analysis.status import case_status_refresh
 from cases.models import Case, Image
 from tests.cases.review_helpers import model_version
 from tests.cases.web_helpers import predict
@@ -84,6 +84,6 @@ def add_field(
             predict(cell, version, probability, quality_ok=ok)
         cells.append(cell)
     with transaction.atomic():
-        services.case_status_refresh(case=case, by=by)
+        case_status_refresh(case=case, by=by)
     case.refresh_from_db()
     return field, cells

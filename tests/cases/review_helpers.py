@@ -6,7 +6,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from cases import services
+from cases.analysis.status import case_status_refresh
 from cases.models import Case, Image
 from classifier.models import ModelVersion
 from tests.cases.web_helpers import cell_png, predict
@@ -70,7 +70,7 @@ def add_cells(
     for j in range(failed):
         add_image(case, by, n=start + len(probabilities) + j, status=Image.Status.FAILED)
     with transaction.atomic():
-        services.case_status_refresh(case=case, by=by)
+        case_status_refresh(case=case, by=by)
     case.refresh_from_db()
     return images
 

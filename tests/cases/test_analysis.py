@@ -7,10 +7,11 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from PIL import Image as PILImage
 
-from cases import services
-from cases.analysis import analyse_images
+from cases.analysis.model_versions import model_activate
+from cases.analysis.services import analyse_images
+from cases.analysis.tasks import analyse_images as analyse_task
+from cases.intake import services
 from cases.models import AuditEvent, Case, Image, Prediction
-from cases.tasks import analyse_images as analyse_task
 from classifier.detector import MAX_CELLS
 from classifier.synthetic import make_cell, make_field, png_bytes
 from tests.conftest import register_model
@@ -99,7 +100,7 @@ def test_activating_another_version_is_used_for_the_next_batch(
     first = upload_cells(case, clinician, 2, seed=1)
     analyse_images(image_ids=[img.pk for img in first])
     second_version = register_model(tiny_model_path, name="tiny-v2", active=False, threshold=0.9)
-    services.model_activate(version=second_version, by=clinician)
+    model_activate(version=second_version, by=clinician)
     second = upload_cells(case, clinician, 2, seed=2)
     analyse_images(image_ids=[img.pk for img in second])
     assert {p.model_version.name for p in Prediction.objects.filter(image__in=first)} == {"tiny-v1"}

@@ -5,7 +5,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from cases import services
+from cases.intake import services
 from cases.models import Case, Image, Patient
 from tests.cases.web_helpers import cell_png, model_version, predict
 

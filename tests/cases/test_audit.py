@@ -3,8 +3,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, transaction
 
-from cases import services
-from cases.audit import audit_record, verify_chain
+from cases.audit.trail import audit_record, verify_chain
+from cases.intake import services
 from cases.models import AuditEvent
 
 

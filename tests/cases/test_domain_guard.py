@@ -1,4 +1,4 @@
-"""The domain guard in the product (cases.domain_guard): a case or field unlike the images the
+"""The domain guard in the product (cases.analysis.domain_guard): a case or field unlike the images the
 model was validated on gets no automatic call or parasitemia, no bulk confirmation, and leads the
 review queue flagged."""
 
@@ -9,10 +9,10 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from cases import reviews
-from cases.domain_guard import domain_check_cells
+from cases.analysis.domain_guard import domain_check_cells
 from cases.models import AuditEvent, DomainStatus, Image
-from cases.review_selectors import review_queue
+from cases.review import services as reviews
+from cases.review.selectors import review_queue
 from cases.summary import OUTSIDE_DOMAIN_LABEL, case_summary
 from classifier import domain
 from tests.cases.review_helpers import add_cells, add_image, model_version
@@ -104,7 +104,7 @@ def test_bulk_confirmation_is_refused_outside_the_domain(case, clinician, review
 def test_a_refused_case_leads_the_review_queue_flagged(
     case, patient, clinician, reviewer, version, client
 ):
-    from cases import services
+    from cases.intake import services
 
     calm = services.case_create(patient=patient, by=clinician)
     add_cells(calm, clinician, [0.9, 0.5])  # probable positive and near threshold: urgent

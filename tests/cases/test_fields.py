@@ -6,11 +6,12 @@ import json
 import pytest
 from django.urls import reverse
 
-from cases import field_reviews, reviews
-from cases.field_selectors import counts_of, field_cells, field_payload
+from cases.fields import services as field_reviews
+from cases.fields.selectors import counts_of, field_cells, field_payload
+from cases.intake.selectors import case_images, reviewed_field_boxes
 from cases.models import AuditEvent, Case, CellCorrection, Image
-from cases.review_selectors import case_images_with_reviews, review_counts_from
-from cases.selectors import case_images, reviewed_field_boxes
+from cases.review import services as reviews
+from cases.review.selectors import case_images_with_reviews, review_counts_from
 from tests.cases.field_helpers import CELL, add_field
 from tests.cases.review_helpers import second_reviewer
 

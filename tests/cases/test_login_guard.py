@@ -39,7 +39,7 @@ def test_the_fifth_failure_locks_the_name_and_the_right_password_is_then_refused
     assert login(client, "wrong", username="someone-else").status_code == 200
 
     later = timezone.now() + timedelta(minutes=16)
-    with mock.patch("cases.login_guard.timezone.now", return_value=later):
+    with mock.patch("cases.audit.login_guard.timezone.now", return_value=later):
         assert login(client, PASSWORD).status_code == 302
     assert AuditEvent.objects.filter(action="user.login", actor=clinician).exists()
 

@@ -13,9 +13,10 @@ import re
 import pytest
 from django.urls import reverse
 
-from cases import reports, reviews
 from cases.models import Image
-from cases.review_selectors import case_review_counts
+from cases.reports import documents as report_documents
+from cases.review import services as reviews
+from cases.review.selectors import case_review_counts
 from cases.summary import case_summary, wilson_interval
 from tests.cases.count_helpers import EXPECTED, mixed_case, pdf_text
 
@@ -80,13 +81,13 @@ def test_pages_api_and_reports_state_the_same_counts(client, mixed, clinician, r
     for key, value in EXPECTED.items():
         assert status[key] == api[key] == value, key
 
-    rows = list(csv.DictReader(io.StringIO(reports.case_report_csv(mixed).decode())))
+    rows = list(csv.DictReader(io.StringIO(report_documents.case_report_csv(mixed).decode())))
     counted = [r for r in rows if r["counted"] == "true"]
     assert len(counted) == 9
     assert sum(r["ai_label"] == "parasitized" for r in counted) == 4
     assert [r["on_border"] for r in rows].count("true") == 1
 
-    text = pdf_text(reports.case_report_pdf(mixed, compress=False))
+    text = pdf_text(report_documents.case_report_pdf(mixed, compress=False))
     assert "Counted 9 quality-passed" in text
     assert "Parasitized 4 0" in text  # AI 4, reviewer 0 so far
     assert "Uninfected 5 0" in text
@@ -102,7 +103,7 @@ def test_pages_api_and_reports_state_the_same_counts(client, mixed, clinician, r
     signed = reviews.case_sign_off(case=mixed, by=reviewer, diagnosis="positive")
     counts = case_review_counts(signed)
     assert counts.reviewed == 10 and counts.reviewer_parasitized == 5  # the flagged one too
-    fhir = {o["id"]: o for o in reports.case_report_fhir(signed)["contained"]}
+    fhir = {o["id"]: o for o in report_documents.case_report_fhir(signed)["contained"]}
     assert fhir["cells-counted-ai"]["valueQuantity"]["value"] == 9
     assert fhir["cells-parasitized-ai"]["valueQuantity"]["value"] == 4
     assert fhir["cells-reviewed"]["valueQuantity"]["value"] == 10
@@ -111,12 +112,12 @@ def test_pages_api_and_reports_state_the_same_counts(client, mixed, clinician, r
     assert (api["final_positive_cells"], api["final_reviewed_cells"]) == (5, 10)
     assert api["final_parasitemia"] == pytest.approx(50.0)
     assert api["summary"]["parasitized"] == 4
-    text = pdf_text(reports.case_report_pdf(signed, compress=False))
+    text = pdf_text(report_documents.case_report_pdf(signed, compress=False))
     assert "Parasitized 4 5" in text and "Counted 9 quality-passed 10 reviewed" in text
     assert "50.00% (" in text
     page = client.get(reverse("case_detail", args=[signed.pk])).content.decode()
     assert _row(page, "parasitized")[1:] == ["4", "5"]
-    assert json.loads(reports.case_report_fhir_bytes(signed))["status"] == "final"
+    assert json.loads(report_documents.case_report_fhir_bytes(signed))["status"] == "final"
 
 
 def test_a_cell_cut_by_the_fields_edge_is_neither_counted_nor_reviewed(mixed, reviewer):

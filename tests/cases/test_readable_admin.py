@@ -5,7 +5,7 @@ from django.contrib.auth.models import User
 from django.test import override_settings
 from django.urls import reverse
 
-from cases import reviews
+from cases.review import services as reviews
 from classifier.models import ModelVersion
 from tests.cases.review_helpers import add_cells
 

@@ -8,9 +8,12 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from cases import reports, reviews
 from cases.models import AuditEvent, ReportExport
-from cases.report_tasks import generate_report_export
+from cases.reports import documents as report_documents
+from cases.reports import exports as report_exports
+from cases.reports import services as reports
+from cases.reports.tasks import generate_report_export
+from cases.review import services as reviews
 from cases.summary import wilson_interval
 from tests.cases.review_helpers import add_cells
 from tests.conftest import make_user
@@ -41,7 +44,7 @@ def signed(ready, reviewer):
 
 
 def test_the_pdf_is_a_pdf_naming_the_patient(signed):
-    pdf = reports.case_report_pdf(signed, compress=False)
+    pdf = report_documents.case_report_pdf(signed, compress=False)
     assert pdf.startswith(b"%PDF")
     assert len(pdf) > 5000
     assert b"P-001" in pdf
@@ -52,7 +55,7 @@ def test_the_pdf_is_a_pdf_naming_the_patient(signed):
 
 
 def test_the_pdf_of_an_unsigned_case_says_preliminary(ready):
-    pdf = reports.case_report_pdf(ready, compress=False)
+    pdf = report_documents.case_report_pdf(ready, compress=False)
     assert b"PRELIMINARY" in pdf
 
 
@@ -110,7 +113,7 @@ def test_the_fhir_export_is_a_final_diagnostic_report(client, signed, clinician,
 
 def test_fhir_needs_a_signed_case(client, ready, clinician):
     with pytest.raises(ValidationError):
-        reports.case_report_fhir(ready)
+        report_documents.case_report_fhir(ready)
     client.force_login(clinician)
     response = client.get(reverse("review_report_fhir", args=[ready.pk]))
     assert response.status_code == 302
@@ -128,7 +131,7 @@ def test_reports_are_404_for_another_site(client, signed, outsider):
 
 @pytest.fixture
 def large(monkeypatch):
-    monkeypatch.setattr(reports, "REPORT_DIRECT_MAX_IMAGES", 3)
+    monkeypatch.setattr(report_documents, "REPORT_DIRECT_MAX_IMAGES", 3)
 
 
 def test_a_large_case_is_exported_in_the_background(
@@ -158,8 +161,8 @@ def test_a_large_case_is_exported_in_the_background(
 
 def test_an_export_task_run_twice_does_nothing_twice(signed, clinician):
     export = reports.report_export_request(case=signed, kind="pdf", by=clinician)
-    first = reports.report_export_generate(export_id=export.pk)
-    second = reports.report_export_generate(export_id=export.pk)
+    first = report_exports.report_export_generate(export_id=export.pk)
+    second = report_exports.report_export_generate(export_id=export.pk)
     assert first.file.name == second.file.name
     assert AuditEvent.objects.filter(action="report.generated").count() == 1
 
@@ -172,7 +175,7 @@ def test_a_pending_export_is_reused(signed, clinician):
 
 def test_a_failed_render_marks_the_export_failed(signed, clinician, monkeypatch):
     export = reports.report_export_request(case=signed, kind="pdf", by=clinician)
-    monkeypatch.setattr(reports, "report_render", lambda case, kind: 1 / 0)
+    monkeypatch.setattr(report_exports, "report_render", lambda case, kind: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         generate_report_export.apply(args=[export.pk], throw=True)
     export.refresh_from_db()
@@ -181,6 +184,6 @@ def test_a_failed_render_marks_the_export_failed(signed, clinician, monkeypatch)
 
 def test_an_export_of_another_site_is_404(client, signed, clinician, other_site):
     export = reports.report_export_request(case=signed, kind="csv", by=clinician)
-    reports.report_export_generate(export_id=export.pk)
+    report_exports.report_export_generate(export_id=export.pk)
     client.force_login(make_user("o", "clinician", [other_site]))
     assert client.get(reverse("review_export_download", args=[export.pk])).status_code == 404

@@ -7,8 +7,9 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from cases import reviews, services
+from cases.analysis.status import case_status_refresh
 from cases.models import Image, Prediction, Review
+from cases.review import services as reviews
 from tests.cases.review_helpers import model_version
 
 pytestmark = pytest.mark.slow
@@ -42,7 +43,7 @@ def bulk_cells(case, by, count: int) -> None:
         for n, image in enumerate(images)
     )
     with transaction.atomic():
-        services.case_status_refresh(case=case, by=by)
+        case_status_refresh(case=case, by=by)
 
 
 def test_review_page_of_500_images(client, case, clinician, reviewer):

@@ -10,9 +10,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from cases import reviews
 from cases.models import AuditEvent, Case, Notification, Review
-from cases.review_context import review_badges
+from cases.review import services as reviews
+from cases.review.context import review_badges
 from tests.cases.review_helpers import add_cells, second_reviewer
 from tests.conftest import make_user
 
@@ -239,7 +239,7 @@ def test_notifications_page_and_badges(client, signed, clinician, rf):
 def test_the_counts_include_renders_ai_and_reviewer_columns(signed):
     from django.template.loader import render_to_string
 
-    from cases.review_selectors import case_review_counts
+    from cases.review.selectors import case_review_counts
 
     html = render_to_string(
         "review/_counts.html", {"counts": case_review_counts(signed), "case": signed}

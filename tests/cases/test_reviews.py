@@ -4,9 +4,10 @@ import pytest
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from cases import reviews, services
+from cases.intake import services
 from cases.models import AuditEvent, Case, Notification, Prediction, ReportExport, Review
-from cases.review_selectors import case_review_counts, review_queue, review_queue_new_count
+from cases.review import services as reviews
+from cases.review.selectors import case_review_counts, review_queue, review_queue_new_count
 from cases.summary import wilson_interval
 from tests.cases.review_helpers import add_cells, second_reviewer
 from tests.conftest import make_user

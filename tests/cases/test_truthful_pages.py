@@ -6,9 +6,9 @@ import re
 import pytest
 from django.urls import reverse
 
-from cases.presenters import IMAGE_PAGE_SIZE
-from cases.review_views import QUEUE_PAGE_SIZE
-from cases.services import case_create
+from cases.intake.presenters import IMAGE_PAGE_SIZE
+from cases.intake.services import case_create
+from cases.review.views import QUEUE_PAGE_SIZE
 from cases.templatetags.case_format import image_name
 from tests.cases.count_helpers import mixed_case
 from tests.cases.review_helpers import add_cells

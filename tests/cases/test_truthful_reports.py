@@ -7,8 +7,11 @@ import re
 import pytest
 from django.urls import reverse
 
-from cases import reports, reviews
 from cases.models import AuditEvent, Case, ReportExport, Review
+from cases.reports import documents as report_documents
+from cases.reports import exports as report_exports
+from cases.reports import services as reports
+from cases.review import services as reviews
 from tests.cases.count_helpers import pdf_text
 from tests.cases.review_helpers import add_cells
 
@@ -56,7 +59,7 @@ def signed(claimed, reviewer):
 
 
 def test_an_unreviewed_pdf_is_preliminary_and_makes_no_review_statement(ready):
-    text = pdf_text(reports.case_report_pdf(ready, compress=False))
+    text = pdf_text(report_documents.case_report_pdf(ready, compress=False))
     assert "PRELIMINARY report (AI only, not reviewed)" in text
     assert "PRELIMINARY" in text.split("page 1")[-1] or text.count("PRELIMINARY") >= 3
     assert "whose decision is final" not in text
@@ -70,7 +73,7 @@ def test_an_unreviewed_pdf_is_preliminary_and_makes_no_review_statement(ready):
 def test_a_partly_reviewed_pdf_is_still_preliminary_and_says_what_is_left(claimed, reviewer):
     image = claimed.images.order_by("id").first()
     reviews.review_submit(image=image, by=reviewer, decision="confirm")
-    text = pdf_text(reports.case_report_pdf(claimed, compress=False))
+    text = pdf_text(report_documents.case_report_pdf(claimed, compress=False))
     assert "PRELIMINARY" in text and "whose decision is final" not in text
     assert "4 of 5 cells not reviewed" in text
     assert "Reviewer so far (1 of 5)" in text
@@ -78,9 +81,9 @@ def test_a_partly_reviewed_pdf_is_still_preliminary_and_says_what_is_left(claime
 
 
 def test_the_final_pdf_names_the_reviewer_the_time_and_every_override_reason(signed, reviewer):
-    text = pdf_text(reports.case_report_pdf(signed, compress=False))
+    text = pdf_text(report_documents.case_report_pdf(signed, compress=False))
     assert "PRELIMINARY" not in text and "Still pending" not in text
-    when = reports._when(signed.signed_off_at)
+    when = report_documents._when(signed.signed_off_at)
     assert f"signed off by {reviewer.username} on {when}, whose decision is final" in text
     assert f"Signed off by {reviewer.username} Signed off at {when}" in text
     assert "Overrides (1)" in text
@@ -98,7 +101,7 @@ def test_a_reopen_keeps_the_signed_report_downloadable_and_marked_superseded(
     kept = ReportExport.objects.get(case=signed)
     assert (kept.kind, kept.status) == ("pdf", "done")
     case = Case.objects.get(pk=signed.pk)
-    assert reports.export_is_final(kept) and reports.export_is_superseded(kept, case)
+    assert report_exports.export_is_final(kept) and report_exports.export_is_superseded(kept, case)
     event = AuditEvent.objects.get(action="case.reopened")
     assert event.after["superseded_report"] == kept.pk
 
@@ -117,14 +120,14 @@ def test_a_reopen_keeps_the_signed_report_downloadable_and_marked_superseded(
 
 def test_an_export_made_while_signed_is_superseded_by_a_later_reopen(signed, clinician, lab_admin):
     export = reports.report_export_request(case=signed, kind="csv", by=clinician)
-    export = reports.report_export_generate(export_id=export.pk)
-    assert reports.export_state_label(export, signed) == "Final (signed off)"
+    export = report_exports.report_export_generate(export_id=export.pk)
+    assert report_exports.export_state_label(export, signed) == "Final (signed off)"
     reviews.case_reopen(case=signed, by=lab_admin, reason="Recount")
     case = Case.objects.get(pk=signed.pk)
-    assert reports.export_is_superseded(export, case)
+    assert report_exports.export_is_superseded(export, case)
     again = reports.report_export_request(case=case, kind="csv", by=clinician)
-    again = reports.report_export_generate(export_id=again.pk)
-    assert reports.export_state_label(again, case) == "Preliminary (not signed off)"
+    again = report_exports.report_export_generate(export_id=again.pk)
+    assert report_exports.export_state_label(again, case) == "Preliminary (not signed off)"
 
 
 # --- The headline ---------------------------------------------------------------------------

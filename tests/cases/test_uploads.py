@@ -7,9 +7,10 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.storage import default_storage
 from PIL import Image as PILImage
 
-from cases import services
+from cases.analysis import queue
+from cases.intake import services
+from cases.intake.uploads import validate_files
 from cases.models import AuditEvent, Case, Image
-from cases.uploads import validate_files
 from classifier.synthetic import make_cell, png_bytes
 
 
@@ -34,7 +35,7 @@ def zip_of(entries: dict[str, bytes], method=zipfile.ZIP_DEFLATED) -> bytes:
 @pytest.fixture
 def enqueued(monkeypatch):
     calls: list[list[int]] = []
-    monkeypatch.setattr(services, "analysis_enqueue", lambda ids: calls.append(list(ids)))
+    monkeypatch.setattr(queue, "analysis_enqueue", lambda ids: calls.append(list(ids)))
     return calls
 
 
@@ -143,9 +144,7 @@ def test_analysis_is_enqueued_after_commit_in_batches(
         def delay(ids):
             sent.append(ids)
 
-    import cases.tasks
-
-    monkeypatch.setattr(cases.tasks, "analyse_images", FakeTask)
+    monkeypatch.setattr(queue, "analyse_images", FakeTask)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         outcome = services.images_add(
             case=case, files=[(f"{i}.png", cell_png(i)) for i in range(10)], by=clinician

@@ -6,7 +6,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from cases import services
+from cases.intake import services
 from cases.models import AuditEvent, Case, Image, Patient
 from tests.cases.web_helpers import cell_png, model_version, predict, zip_of
 

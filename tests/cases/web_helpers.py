@@ -29,7 +29,9 @@ def zip_of(entries: dict[str, bytes]) -> bytes:
 def enqueued(monkeypatch) -> list[list[int]]:
     """Record the image ids the upload would send to the workers (no broker needed)."""
     calls: list[list[int]] = []
-    monkeypatch.setattr("cases.services.analysis_enqueue", lambda ids: calls.append(list(ids)))
+    monkeypatch.setattr(
+        "cases.analysis.queue.analysis_enqueue", lambda ids: calls.append(list(ids))
+    )
     return calls
 
 

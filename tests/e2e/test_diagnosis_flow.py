@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from cases.models import Case, Image, Review
-from cases.review_selectors import case_images_with_reviews, review_counts_from
+from cases.review.selectors import case_images_with_reviews, review_counts_from
 from classifier.synthetic import make_cell, png_bytes
 from tests.cases.count_helpers import pdf_text
 from tests.e2e.count_checks import page_counts, report_counts

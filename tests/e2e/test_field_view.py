@@ -8,8 +8,8 @@ analysis is not run here (its enqueueing is recorded instead), so it stays grey,
 import pytest
 from playwright.sync_api import expect
 
-from cases import reviews
 from cases.models import AuditEvent, CellCorrection
+from cases.review import services as reviews
 from tests.cases.field_helpers import FIELD_W, add_field
 from tests.e2e.test_diagnosis_flow import Steps, log_in, new_page
 
@@ -22,7 +22,9 @@ def test_a_reviewer_checks_and_corrects_a_field_in_the_browser(
     live_server, browser, clinician, reviewer, case, artifacts_dir, monkeypatch
 ):
     enqueued: list[list[int]] = []
-    monkeypatch.setattr("cases.services.analysis_enqueue", lambda ids: enqueued.append(list(ids)))
+    monkeypatch.setattr(
+        "cases.analysis.queue.analysis_enqueue", lambda ids: enqueued.append(list(ids))
+    )
     field, cells = add_field(case, clinician, PROBABILITIES)
     reviews.review_claim(case=case, by=reviewer)
     steps = Steps(artifacts_dir / "field-view")

@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import expect
 
 from cases.models import Case
-from cases.review_selectors import case_review_counts
+from cases.review.selectors import case_review_counts
 from tests.cases.count_helpers import EXPECTED, mixed_case, pdf_text
 from tests.e2e.count_checks import page_counts, report_counts
 from tests.e2e.test_diagnosis_flow import Steps, log_in, new_page

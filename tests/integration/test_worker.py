@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from django.db import connection
 
-from cases import services
+from cases.intake import services
 from cases.models import AuditEvent, Case, Image, Prediction
 from classifier.synthetic import make_cell, png_bytes
 from tests.integration.conftest import broker_kind, wait_for

@@ -83,7 +83,8 @@ def test_a_detector_is_exported_and_installed_beside_the_classifier(
 def test_reviewer_corrected_fields_join_the_training_fields(
     smear_folder, case, clinician, reviewer, tmp_path
 ):
-    from cases import field_reviews, reviews
+    from cases.fields import services as field_reviews
+    from cases.review import services as reviews
     from tests.cases.field_helpers import add_field
     from training.detector_registry import reviewed_field_folder
 

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from cases.services import model_activate
+from cases.analysis.model_versions import model_activate
 from classifier.models import ModelVersion
 from classifier.registry import ModelFileError, local_model_file
 

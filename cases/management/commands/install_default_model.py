@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from cases.services import model_activate
+from cases.analysis.model_versions import model_activate
 from classifier.models import ModelVersion
 from classifier.registry import register_version, sha256_of
 

@@ -5,8 +5,8 @@ from django.contrib.auth.models import Group, User
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from cases.access import ROLES
 from cases.models import Site
-from cases.permissions import ROLES
 
 # Documented in README for the embedded development default only; never created without DEBUG.
 DEMO_PASSWORD = "malaria-demo"

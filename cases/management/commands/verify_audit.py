@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from cases.audit import verify_chain
+from cases.audit.trail import verify_chain
 from cases.models import AuditEvent
 
 

@@ -1,0 +1,31 @@
+"""A case's status derived from its images: one rule, used by intake, analysis and review."""
+
+from cases.audit.trail import audit_record
+from cases.models import Case, Image
+
+
+def case_status_refresh(*, case: Case, by=None) -> Case:
+    """Derive the case's status from its images. Call inside the transaction that changed them."""
+    case = Case.objects.select_for_update().get(pk=case.pk)
+    if case.status == Case.Status.SIGNED_OFF:
+        return case
+    statuses = set(case.images.values_list("status", flat=True).distinct())
+    if not statuses:
+        new = Case.Status.OPEN
+    elif statuses & {Image.Status.QUEUED, Image.Status.PROCESSING}:
+        new = Case.Status.ANALYSING
+    else:
+        new = Case.Status.AWAITING_REVIEW
+    if new != case.status:
+        before = {"status": case.status}
+        case.status = new
+        case.save(update_fields=["status", "updated_at"])
+        audit_record(
+            actor=by,
+            action="case.status_changed",
+            obj=case,
+            case=case,
+            before=before,
+            after={"status": new},
+        )
+    return case
