@@ -177,6 +177,12 @@ class Image(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # Recovery bookkeeping (cases.analysis.queue): when the image was last sent to the workers
+    # (null: never, or the broker refused it), when a worker last claimed or touched it, and how
+    # many claims ended without the worker finishing (a crash) - a poison image stops at a limit.
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ["id"]
