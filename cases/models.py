@@ -379,6 +379,9 @@ class AuditEvent(models.Model):
     after = models.JSONField(null=True, blank=True)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    # How `hash` was computed (cases.audit.trail): 1 = plain SHA-256 (events written before
+    # AUDIT_HMAC_KEY was set), 2 = HMAC-SHA256 keyed with AUDIT_HMAC_KEY (kept out of the database).
+    scheme = models.PositiveSmallIntegerField(default=1)
 
     objects = AuditEventQuerySet.as_manager()
 
@@ -407,3 +410,27 @@ class AuditHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit head #{self.last_seq}"
+
+
+class LoginFailure(models.Model):
+    """One failed log-in, kept only for the lockout window (cases.audit.login_guard).
+
+    The lock counts these rows, per canonical user name and per client address. Failures for existing
+    user names are also audited one by one; those for unknown names are summarised in one audit
+    event per period when their rows are pruned, so guessing names cannot grow the trail without bound.
+    """
+
+    created_at = models.DateTimeField()
+    username = models.CharField(max_length=150)
+    address = models.CharField(max_length=45, blank=True)
+    known = models.BooleanField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["username", "created_at"]),
+            models.Index(fields=["address", "created_at"]),
+            models.Index(fields=["created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"failed log-in {self.username!r} from {self.address} at {self.created_at}"
