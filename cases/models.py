@@ -4,6 +4,9 @@ State changes happen in cases.intake.services (and cases.analysis.services for w
 or signals; every one of them writes an AuditEvent in the same transaction (cases.audit.trail).
 """
 
+import posixpath
+import uuid
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -130,9 +133,20 @@ class Case(models.Model):
         return f"Case {self.pk} ({self.patient})"
 
 
+# Where files go. The upload_to callables below are the one place a stored file's path is built;
+# cases.storage.file_store writes through them. Each adds a random part, so names never collide,
+# and keeps only the extension of the name it is given: an uploaded name never reaches the disk.
+
+
+def _unique(stem: str, filename: str) -> str:
+    return f"{stem}{uuid.uuid4().hex}{posixpath.splitext(filename)[1].lower()}"
+
+
 def image_upload_path(instance: "Image", filename: str) -> str:
-    # The caller passes a generated name; the uploaded name never reaches the file system.
-    return f"cases/{instance.case_id}/images/{filename}"
+    """An upload under images/; a cell cut from a field (detected or added) under cells/."""
+    if instance.parent_id is not None:
+        return _unique(f"cases/{instance.case_id}/cells/{instance.parent_id}-", filename)
+    return _unique(f"cases/{instance.case_id}/images/", filename)
 
 
 class Image(models.Model):
@@ -199,6 +213,13 @@ class Image(models.Model):
         return self.original_name or f"image {self.pk}"
 
 
+def heatmap_upload_path(instance: "Prediction", filename: str) -> str:
+    """`overlay.png` -> cases/<case>/heatmaps/<image>-<random>-overlay.png."""
+    image = instance.image
+    stem = posixpath.splitext(posixpath.basename(filename))[0]
+    return f"cases/{image.case_id}/heatmaps/{image.pk}-{uuid.uuid4().hex[:8]}-{stem}.png"
+
+
 class Prediction(models.Model):
     """The model's result for one image. Never overwritten: a review is its own record."""
 
@@ -211,8 +232,15 @@ class Prediction(models.Model):
     probability = models.FloatField(help_text="Calibrated probability of Parasitized.")
     label = models.CharField(max_length=12, choices=Label.choices)
     threshold = models.FloatField()
-    heatmap = models.FileField(max_length=255, blank=True, help_text="Grad-CAM overlay (PNG).")
-    heatmap_raw = models.FileField(max_length=255, blank=True, help_text="Grad-CAM map (PNG).")
+    heatmap = models.FileField(
+        upload_to=heatmap_upload_path,
+        max_length=255,
+        blank=True,
+        help_text="Grad-CAM overlay (PNG).",
+    )
+    heatmap_raw = models.FileField(
+        upload_to=heatmap_upload_path, max_length=255, blank=True, help_text="Grad-CAM map (PNG)."
+    )
     # Quality gate: an image that does not look like a stained blood cell is kept out of counts.
     quality_ok = models.BooleanField(default=True)
     quality_flags = models.JSONField(default=list, blank=True)
@@ -268,6 +296,59 @@ class Review(models.Model):
         return f"{self.decision} {self.label} (image {self.image_id})"
 
 
+class SignOffQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise PermissionError("Sign-offs are append-only: a sign-off cannot be updated.")
+
+    def delete(self):
+        raise PermissionError("Sign-offs are append-only: a sign-off cannot be deleted.")
+
+
+class SignOff(models.Model):
+    """A reviewer's signed result of a case: the final diagnosis and the reviewer's counts.
+
+    Append-only, like Review: written by cases.review.services.case_sign_off and never changed.
+    A reopen leaves it standing (the case's `signed_off_*`/`final_*` columns hold the current
+    sign-off only and are blanked by a reopen), so every diagnosis a case ever had stays
+    queryable (cases.review.selectors.case_diagnosis_history).
+    """
+
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="sign_offs")
+    signed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    signed_at = models.DateTimeField()
+    diagnosis = models.CharField(max_length=10, choices=Case.Diagnosis.choices)
+    positive_cells = models.PositiveIntegerField(
+        help_text="Cells the reviewer labelled parasitized."
+    )
+    reviewed_cells = models.PositiveIntegerField()
+    parasitemia = models.FloatField(
+        null=True, blank=True, help_text="Positive cells / reviewed cells x 100 (%)."
+    )
+    parasitemia_low = models.FloatField(null=True, blank=True, help_text="95% Wilson, %.")
+    parasitemia_high = models.FloatField(null=True, blank=True, help_text="95% Wilson, %.")
+    note = models.TextField(blank=True)
+
+    objects = SignOffQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-signed_at", "-id"]
+        indexes = [models.Index(fields=["case", "-signed_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.diagnosis} (case {self.case_id}, {self.signed_at:%Y-%m-%d %H:%M})"
+
+    def save(self, *args, **kwargs):
+        # An invariant, not business logic (as AuditEvent): a stored sign-off is never rewritten.
+        if not self._state.adding:
+            raise PermissionError("Sign-offs are append-only: a sign-off cannot be updated.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("Sign-offs are append-only: a sign-off cannot be deleted.")
+
+
 class CellCorrection(models.Model):
     """A reviewer's correction of a field's detections: a missed cell added, a false one removed.
 
@@ -317,7 +398,9 @@ class Notification(models.Model):
 
 
 def report_upload_path(instance: "ReportExport", filename: str) -> str:
-    return f"reports/{instance.case_id}/{filename}"
+    """`final.pdf` -> reports/<case>/final-<random>.pdf (the stem says final or preliminary)."""
+    stem = posixpath.splitext(posixpath.basename(filename))[0]
+    return _unique(f"reports/{instance.case_id}/{stem}-", filename)
 
 
 class ReportExport(models.Model):
