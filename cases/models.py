@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from cases.validators import validate_single_line
 from classifier.models import ModelVersion
 
 
@@ -36,7 +37,11 @@ class Patient(models.Model):
         UNKNOWN = "U", "Unknown"
 
     site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="patients")
-    identifier = models.CharField(max_length=64, help_text="The lab's patient identifier.")
+    identifier = models.CharField(
+        max_length=64,
+        help_text="The lab's patient identifier.",
+        validators=[validate_single_line],
+    )
     sex = models.CharField(max_length=1, choices=Sex.choices, default=Sex.UNKNOWN)
     birth_date = models.DateField(null=True, blank=True)
     age_years = models.PositiveSmallIntegerField(null=True, blank=True)
