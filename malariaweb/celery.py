@@ -2,11 +2,15 @@
 
 import logging
 import os
+from datetime import UTC, datetime
 
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "malariaweb.settings")
+
+# When this process started (timezone-aware UTC): see _requeue_pending_images.
+_PROCESS_STARTED = datetime.now(UTC)
 
 app = Celery("malariaweb")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -39,6 +43,8 @@ def _requeue_pending_images(**kwargs) -> None:
         return
     from cases.analysis.queue import analysis_requeue_pending
 
-    count = analysis_requeue_pending()
+    # Only what nobody sent since this process started: workers starting together send each
+    # pending image once, not once per worker.
+    count = analysis_requeue_pending(sent_before=_PROCESS_STARTED)
     if count:
         logging.getLogger(__name__).info("Requeued %d pending images at worker start", count)

@@ -219,6 +219,35 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "malaria")
 ANALYSIS_BATCH_SIZE = env_int("ANALYSIS_BATCH_SIZE", 64, minimum=1)
 # A starting worker re-sends images left queued/processing (lost messages, killed workers).
 ANALYSIS_REQUEUE_ON_START = env_bool("ANALYSIS_REQUEUE_ON_START", True)
+# Recovery without a manual step (cases.analysis.queue.analysis_sweep, run by Celery beat every
+# ANALYSIS_SWEEP_INTERVAL seconds): images never sent (broker down) are sent; images a worker
+# has not touched for ANALYSIS_STALE_AFTER seconds (it died) are sent again; queued images sent
+# more than ANALYSIS_REQUEUE_AFTER seconds ago while the broker's queue is empty (message lost)
+# are sent again. An image that stopped a worker ANALYSIS_MAX_ATTEMPTS times fails instead.
+ANALYSIS_SWEEP_INTERVAL = env_int("ANALYSIS_SWEEP_INTERVAL", 30, minimum=1)
+ANALYSIS_STALE_AFTER = env_int("ANALYSIS_STALE_AFTER", 120, minimum=1)
+ANALYSIS_REQUEUE_AFTER = env_int("ANALYSIS_REQUEUE_AFTER", 60, minimum=1)
+ANALYSIS_MAX_ATTEMPTS = env_int("ANALYSIS_MAX_ATTEMPTS", 3, minimum=1)
+# Storage or database trouble: retried with a back-off of 2, 4, 8 ... seconds up to the maximum
+# (12 retries: about 15-30 minutes in all) before the images fail with a readable reason.
+ANALYSIS_MAX_RETRIES = env_int("ANALYSIS_MAX_RETRIES", 12, minimum=0)
+ANALYSIS_RETRY_BACKOFF_MAX = env_int("ANALYSIS_RETRY_BACKOFF_MAX", 300, minimum=1)
+# An unreachable broker must not hold an upload's response for long: the sweep sends it later.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 2.0)
+# Periodic tasks, run by `celery -A malariaweb beat` (one beat process per deployment).
+CELERY_BEAT_SCHEDULE = {
+    "analysis-sweep": {
+        "task": "cases.analysis.sweep",
+        "schedule": float(ANALYSIS_SWEEP_INTERVAL),
+        "options": {"expires": float(ANALYSIS_SWEEP_INTERVAL)},
+    },
+}
 
 # --- Review ---------------------------------------------------------------------------------
 # Four-eyes rule: the reviewer who signs a case off must not be the user who uploaded it.

@@ -5,4 +5,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("cases.api.urls")),
     path("", include("cases.intake.urls")),
+    path("", include("cases.analysis.urls")),
 ]

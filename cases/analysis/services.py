@@ -4,22 +4,26 @@ Called by the thin Celery task in cases.analysis.tasks with image ids. Idempoten
 missing (images not yet done or failed, fields not yet segmented) and a Prediction is created only
 while holding the image's row lock, so a redelivered or concurrent task never duplicates a result.
 Heavy work (decoding, the forward pass, PNG encoding, storage writes) happens outside transactions.
+
+Faults: any exception from one image fails that image with its reason, never its batch; storage and
+database trouble is raised as transient for the task to retry (what was saved stays saved); an image
+that stopped a worker ANALYSIS_MAX_ATTEMPTS times (counted per claim) fails instead of coming back
+forever; files written for results that were never recorded are deleted.
 """
 
 import functools
-import hashlib
 import io
 import logging
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 from django.conf import settings
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import DatabaseError, transaction
+from django.db.models import F
+from django.db.models.functions import Greatest
 from django.utils import timezone
 from PIL import Image as PILImage
 
@@ -27,9 +31,9 @@ from cases.analysis.domain_guard import domain_check_cells
 from cases.analysis.status import case_status_refresh
 from cases.audit.trail import audit_record
 from cases.models import Case, Image, Prediction
+from cases.storage import content_sha256, file_store
 
 logger = logging.getLogger(__name__)
-PENDING = (Image.Status.QUEUED, Image.Status.PROCESSING)
 
 
 @functools.cache
@@ -40,6 +44,22 @@ def _io_pool() -> ThreadPoolExecutor:
 
 class TransientAnalysisError(RuntimeError):
     """Storage or database trouble that a retry may fix."""
+
+
+# Faults of the platform, not of one image: raised for the task to retry the batch later.
+TRANSIENT = (TransientAnalysisError, DatabaseError, OSError)
+
+
+def storage_error_text(exc: OSError) -> str:
+    """A storage error as users may read it: the reason, never the server's paths."""
+    return f"storage error: {exc.strerror or type(exc).__name__}"
+
+
+def poison_reason(limit: int) -> str:
+    return (
+        f"the analysis stopped {limit} times while working on this image (it may crash the "
+        "worker); not retried automatically"
+    )
 
 
 @dataclass
@@ -59,8 +79,37 @@ def _read_rgb(image: Image) -> np.ndarray:
     except FileNotFoundError as exc:
         raise ValueError(f"the stored file is missing ({image.file.name})") from exc
     except OSError as exc:
-        raise TransientAnalysisError(f"cannot read {image.file.name}: {exc}") from exc
+        raise TransientAnalysisError(
+            f"cannot read the stored image ({storage_error_text(exc)})"
+        ) from exc
     return decode_image(data)
+
+
+def _delete_files(paths) -> None:
+    for path in paths:
+        try:
+            default_storage.delete(path)
+        except OSError:
+            logger.warning("Could not delete %s", path, exc_info=True)
+
+
+def _remove_leftovers(folder: str, image_ids, keep: set[str]) -> int:
+    """Delete files an interrupted run wrote for these images but never recorded.
+
+    Files under `folder` are named '<image id>-…'; call only for images whose files this run has
+    just recorded, so every other file of theirs is unreferenced."""
+    try:
+        _, names = default_storage.listdir(folder)
+    except (OSError, NotImplementedError):
+        return 0
+    prefixes = tuple(f"{pk}-" for pk in image_ids)
+    leftovers = [
+        f"{folder}/{name}"
+        for name in names
+        if name.startswith(prefixes) and f"{folder}/{name}" not in keep
+    ]
+    _delete_files(leftovers)
+    return len(leftovers)
 
 
 @transaction.atomic
@@ -68,7 +117,7 @@ def images_mark_failed(*, image_ids: list[int], reason: str) -> list[int]:
     """Mark images that are still pending as failed, with a readable reason (and audit it)."""
     images = list(
         Image.objects.select_for_update()
-        .filter(pk__in=image_ids, status__in=PENDING)
+        .filter(pk__in=image_ids, status__in=Image.PENDING)
         .order_by("pk")
     )
     if not images:
@@ -92,23 +141,124 @@ def images_mark_failed(*, image_ids: list[int], reason: str) -> list[int]:
     return [img.pk for img in images]
 
 
-def _claim(image_ids: list[int]) -> list[Image]:
-    """Pending images of this batch, marked PROCESSING. Done or failed ones are left alone."""
-    Image.objects.filter(pk__in=image_ids, status=Image.Status.QUEUED).update(
-        status=Image.Status.PROCESSING
+def images_release(*, image_ids: list[int], due=None) -> int:
+    """Give back a claim after a transient error (a retry is coming, due at `due`): the images
+    are queued again, and the claim does not count as an attempt that stopped a worker."""
+    return Image.objects.filter(pk__in=image_ids, status=Image.Status.PROCESSING).update(
+        status=Image.Status.QUEUED,
+        claimed_at=None,
+        enqueued_at=due or timezone.now(),
+        attempts=Greatest(F("attempts") - 1, 0),
     )
-    return list(
+
+
+def _touch(images: list[Image]) -> None:
+    """Tell the sweep this worker is alive and still working on these images."""
+    Image.objects.filter(pk__in=[img.pk for img in images], status=Image.Status.PROCESSING).update(
+        claimed_at=timezone.now()
+    )
+
+
+def _mark_processing(image_ids: list[int]) -> list[Image]:
+    """Pending images of this batch, marked PROCESSING; each claim counts as an attempt. Done or
+    failed ones are left alone; one that stopped a worker too often fails instead."""
+    Image.objects.filter(pk__in=image_ids, status__in=Image.PENDING).update(
+        status=Image.Status.PROCESSING, claimed_at=timezone.now(), attempts=F("attempts") + 1
+    )
+    claimed = list(
         Image.objects.filter(pk__in=image_ids, status=Image.Status.PROCESSING)
         .select_related("case")
         .order_by("pk")
     )
+    limit = settings.ANALYSIS_MAX_ATTEMPTS
+    poison = [img.pk for img in claimed if img.attempts > limit]
+    if poison:
+        images_mark_failed(image_ids=poison, reason=poison_reason(limit))
+    return [img for img in claimed if img.attempts <= limit]
+
+
+@dataclass
+class _Crop:
+    box: object  # classifier.cells.CellBox
+    path: str
+    data: bytes
+    width: int
+    height: int
+
+
+def _store_crops(image: Image, rgb: np.ndarray, boxes) -> list[_Crop]:
+    """Cut each detected cell (classifier.cells.cut_cell) and store it as a PNG; on a storage
+    error the crops already written are deleted before it is raised."""
+    from classifier.cells import cut_cell
+
+    crops: list[_Crop] = []
+    try:
+        for box in boxes:
+            cell = cut_cell(rgb, box)
+            buffer = io.BytesIO()
+            PILImage.fromarray(cell).save(buffer, format="PNG", compress_level=1)
+            data = buffer.getvalue()
+            path = file_store(Image(case_id=image.case_id, parent=image), "file", "cell.png", data)
+            crops.append(_Crop(box, path, data, cell.shape[1], cell.shape[0]))
+    except BaseException:
+        _delete_files(crop.path for crop in crops)
+        raise
+    return crops
+
+
+def _cell_row(image: Image, crop: _Crop, n: int) -> Image:
+    box = crop.box
+    return Image(
+        case_id=image.case_id,
+        parent=image,
+        bbox={"x": box.x, "y": box.y, "w": box.w, "h": box.h},
+        on_border=box.on_border,
+        detection_score=round(box.score, 4),
+        file=crop.path,
+        original_name=f"{image.original_name} cell {n + 1}",
+        kind=Image.Kind.CELL,
+        sha256=content_sha256(crop.data),
+        width=crop.width,
+        height=crop.height,
+        uploaded_by_id=image.uploaded_by_id,
+        status=Image.Status.PROCESSING,
+        # Claimed by this run from birth: the sweep must not take them for a dead worker's.
+        claimed_at=timezone.now(),
+    )
+
+
+@transaction.atomic
+def _record_cells(image: Image, crops: list[_Crop], detector_name: str, detect_ms: float):
+    """Store the detected cells as child images and the field as done; returns the children's
+    ids, or None when another run recorded this field's cells first."""
+    locked = Image.objects.select_for_update().get(pk=image.pk)
+    if locked.cells.exists():
+        return None
+    children = Image.objects.bulk_create(
+        [_cell_row(image, crop, n) for n, crop in enumerate(crops)]
+    )
+    locked.status, locked.processed_at = Image.Status.DONE, timezone.now()
+    locked.error = "" if children else "no cells were found in this field image"
+    locked.save(update_fields=["status", "processed_at", "error"])
+    audit_record(
+        actor=None,
+        action="field.segmented",
+        obj=locked,
+        case=locked.case,
+        after={
+            "cells": len(children),
+            "on_border": int(sum(bool(crop.box.on_border) for crop in crops)),
+            "detector": detector_name,
+            "detect_ms": detect_ms,
+        },
+    )
+    return [child.pk for child in children]
 
 
 def _segment_field(image: Image, report: AnalysisReport) -> list[int]:
-    """Detect the cells of a whole-field image and store each as a crop (a child image, cut by
-    classifier.cells.cut_cell); returns the children's ids. Cells cut by the field's edge are
-    stored flagged on_border: drawn on the field, never counted."""
-    from classifier.cells import cut_cell
+    """Detect the cells of a whole-field image and store each as a crop (a child image); returns
+    the children's ids. Cells cut by the field's edge are stored flagged on_border: drawn on the
+    field, never counted."""
     from classifier.runtime import active_detector
 
     existing = list(image.cells.values_list("pk", flat=True))
@@ -119,169 +269,196 @@ def _segment_field(image: Image, report: AnalysisReport) -> list[int]:
     started = time.perf_counter()
     boxes = detector.detect(rgb)
     detect_ms = round((time.perf_counter() - started) * 1000, 1)
-    pending: list[tuple] = []  # (CellBox, stored path, PNG bytes, width, height)
-    for box in boxes:
-        cell = cut_cell(rgb, box)
-        buffer = io.BytesIO()
-        PILImage.fromarray(cell).save(buffer, format="PNG", compress_level=1)
-        data = buffer.getvalue()
-        path = default_storage.save(
-            f"cases/{image.case_id}/cells/{image.pk}-{uuid.uuid4().hex}.png", ContentFile(data)
-        )
-        pending.append((box, path, data, cell.shape[1], cell.shape[0]))
-    with transaction.atomic():
-        locked = Image.objects.select_for_update().get(pk=image.pk)
-        if locked.cells.exists():
-            for _, path, *_ in pending:
-                default_storage.delete(path)
-            return list(locked.cells.values_list("pk", flat=True))
-        children = Image.objects.bulk_create(
-            [
-                Image(
-                    case_id=image.case_id,
-                    parent=image,
-                    bbox={"x": box.x, "y": box.y, "w": box.w, "h": box.h},
-                    on_border=box.on_border,
-                    detection_score=round(box.score, 4),
-                    file=path,
-                    original_name=f"{image.original_name} cell {n + 1}",
-                    kind=Image.Kind.CELL,
-                    sha256=hashlib.sha256(data).hexdigest(),
-                    width=width,
-                    height=height,
-                    uploaded_by_id=image.uploaded_by_id,
-                    status=Image.Status.PROCESSING,
-                )
-                for n, (box, path, data, width, height) in enumerate(pending)
-            ]
-        )
-        locked.status, locked.processed_at = Image.Status.DONE, timezone.now()
-        locked.error = "" if children else "no cells were found in this field image"
-        locked.save(update_fields=["status", "processed_at", "error"])
-        audit_record(
-            actor=None,
-            action="field.segmented",
-            obj=locked,
-            case=locked.case,
-            after={
-                "cells": len(children),
-                "on_border": int(sum(bool(box.on_border) for box, *_ in pending)),
-                "detector": detector_version.name,
-                "detect_ms": detect_ms,
-            },
-        )
-    report.segmented[image.pk] = len(children)
-    return [child.pk for child in children]
+    crops = _store_crops(image, rgb, boxes)
+    try:
+        child_ids = _record_cells(image, crops, detector_version.name, detect_ms)
+    except BaseException:
+        _delete_files(crop.path for crop in crops)
+        raise
+    if child_ids is None:
+        _delete_files(crop.path for crop in crops)
+        return list(image.cells.values_list("pk", flat=True))
+    if image.attempts > 1:
+        keep = {crop.path for crop in crops}
+        _remove_leftovers(f"cases/{image.case_id}/cells", [image.pk], keep)
+    report.segmented[image.pk] = len(child_ids)
+    return child_ids
 
 
-def _save_results(cells: list[Image], results, version, timings: dict, report: AnalysisReport):
+def _write_heatmaps(cells: list[Image], results) -> dict[int, tuple[str, str]]:
+    """Store each cell's Grad-CAM overlay and raw map; on a storage error the files already
+    written are deleted before it is raised."""
     from classifier.overlay import heatmap_png, overlay_png
 
-    started = time.perf_counter()
+    written: list[str] = []
 
     def write(item) -> tuple[str, str]:
         image, (rgb, result) = item
-        stem = f"cases/{image.case_id}/heatmaps/{image.pk}-{uuid.uuid4().hex[:8]}"
-        overlay = default_storage.save(
-            f"{stem}-overlay.png", ContentFile(overlay_png(rgb, result.heatmap))
-        )
-        raw = default_storage.save(f"{stem}-raw.png", ContentFile(heatmap_png(result.heatmap)))
+        files = Prediction(image=image)  # not saved: its upload_to names the files
+        overlay = file_store(files, "heatmap", "overlay.png", overlay_png(rgb, result.heatmap))
+        written.append(overlay)
+        raw = file_store(files, "heatmap_raw", "raw.png", heatmap_png(result.heatmap))
+        written.append(raw)
         return overlay, raw
 
-    # PNG encoding and file writes release the GIL: two threads keep both cores busy.
-    paths = list(_io_pool().map(write, zip(cells, results, strict=True)))
-    files = {image.pk: pair for image, pair in zip(cells, paths, strict=True)}
+    try:
+        # PNG encoding and file writes release the GIL: two threads keep both cores busy.
+        paths = list(_io_pool().map(write, zip(cells, results, strict=True)))
+    except BaseException:
+        _delete_files(written)
+        raise
+    return {image.pk: pair for image, pair in zip(cells, paths, strict=True)}
+
+
+def _prediction_row(row: Image, result, version, files: tuple[str, str], timings) -> Prediction:
+    return Prediction(
+        image=row,
+        model_version=version,
+        probability=result.probability,
+        label=result.model_label,
+        threshold=version.threshold,
+        heatmap=files[0],
+        heatmap_raw=files[1],
+        quality_ok=result.quality.ok,
+        quality_flags=list(result.quality.flags),
+        quality_metrics=dict(result.quality.metrics),
+        timings=timings,
+    )
+
+
+@transaction.atomic
+def _record_predictions(cells, results, files, version, timings, report) -> list[int]:
+    """Save a Prediction for each cell still pending (under its row lock), mark it done and audit
+    the results per case; returns the ids recorded."""
+    locked = {
+        img.pk: img
+        for img in Image.objects.select_for_update().filter(pk__in=[c.pk for c in cells])
+    }
+    already = set(Prediction.objects.filter(image_id__in=locked).values_list("image_id", flat=True))
+    now = timezone.now()
+    per_case: dict[int, list[dict]] = {}
+    new_predictions = []
+    for image, (_, result) in zip(cells, results, strict=True):
+        row = locked.get(image.pk)
+        if row is None or image.pk in already or row.status not in Image.PENDING:
+            report.skipped.append(image.pk)
+            continue
+        new_predictions.append(_prediction_row(row, result, version, files[image.pk], timings))
+        row.status, row.error, row.processed_at = Image.Status.DONE, "", now
+        row.save(update_fields=["status", "error", "processed_at"])
+        report.done.append(row.pk)
+        per_case.setdefault(row.case_id, []).append(
+            {
+                "image": row.pk,
+                "p": round(result.probability, 4),
+                "label": result.model_label,
+                "quality_ok": result.quality.ok,
+            }
+        )
+    Prediction.objects.bulk_create(new_predictions)
+    for case in Case.objects.filter(pk__in=per_case):
+        audit_record(
+            actor=None,
+            action="analysis.finished",
+            obj=case,
+            case=case,
+            after={"model_version": version.name, "results": per_case[case.pk]},
+        )
+        case_status_refresh(case=case)
+    return [p.image_id for p in new_predictions]
+
+
+def _save_results(cells: list[Image], results, version, timings: dict, report: AnalysisReport):
+    started = time.perf_counter()
+    files = _write_heatmaps(cells, results)
     timings = {
         **timings,
         "overlay_ms": round((time.perf_counter() - started) * 1000 / max(len(cells), 1), 2),
     }
-    orphans: list[str] = []
-    with transaction.atomic():
-        locked = {
-            img.pk: img
-            for img in Image.objects.select_for_update().filter(pk__in=[c.pk for c in cells])
-        }
-        already = set(
-            Prediction.objects.filter(image_id__in=locked).values_list("image_id", flat=True)
-        )
-        now = timezone.now()
-        per_case: dict[int, list[dict]] = {}
-        new_predictions = []
-        for image, (_, result) in zip(cells, results, strict=True):
-            row = locked.get(image.pk)
-            if row is None or image.pk in already or row.status not in PENDING:
-                orphans.extend(files[image.pk])
-                report.skipped.append(image.pk)
-                continue
-            overlay_path, raw_path = files[image.pk]
-            new_predictions.append(
-                Prediction(
-                    image=row,
-                    model_version=version,
-                    probability=result.probability,
-                    label=result.model_label,
-                    threshold=version.threshold,
-                    heatmap=overlay_path,
-                    heatmap_raw=raw_path,
-                    quality_ok=result.quality.ok,
-                    quality_flags=list(result.quality.flags),
-                    quality_metrics=dict(result.quality.metrics),
-                    timings=timings,
-                )
-            )
-            row.status, row.error, row.processed_at = Image.Status.DONE, "", now
-            row.save(update_fields=["status", "error", "processed_at"])
-            report.done.append(row.pk)
-            per_case.setdefault(row.case_id, []).append(
-                {
-                    "image": row.pk,
-                    "p": round(result.probability, 4),
-                    "label": result.model_label,
-                    "quality_ok": result.quality.ok,
-                }
-            )
-        Prediction.objects.bulk_create(new_predictions)
-        for case in Case.objects.filter(pk__in=per_case):
-            audit_record(
-                actor=None,
-                action="analysis.finished",
-                obj=case,
-                case=case,
-                after={"model_version": version.name, "results": per_case[case.pk]},
-            )
-            case_status_refresh(case=case)
-    for path in orphans:
-        default_storage.delete(path)
+    all_paths = [path for pair in files.values() for path in pair]
+    try:
+        recorded = set(_record_predictions(cells, results, files, version, timings, report))
+    except BaseException:
+        _delete_files(all_paths)
+        raise
+    _delete_files(path for pk, pair in files.items() if pk not in recorded for path in pair)
+    # An image claimed before (a killed run) may have left heatmaps that were never recorded.
+    for image in cells:
+        if image.pk in recorded and image.attempts > 1:
+            folder = f"cases/{image.case_id}/heatmaps"
+            _remove_leftovers(folder, [image.pk], set(files[image.pk]))
 
 
-def _analyse_cells(cells: list[Image], report: AnalysisReport) -> None:
-    from classifier.preprocess import ImageDecodeError
-    from classifier.runtime import active_engine
-
-    version, engine = active_engine()
-    started = time.perf_counter()
-    decoded: list[tuple[Image, np.ndarray]] = []
-    failed: dict[int, str] = {}
+def _decode_all(cells: list[Image]) -> tuple[list[tuple[Image, np.ndarray]], dict[int, str]]:
+    """Decode each cell; one that cannot be read fails alone (storage trouble is transient)."""
 
     def read(image: Image) -> np.ndarray | str:
         try:
             return _read_rgb(image)
-        except (ImageDecodeError, ValueError) as exc:
+        except TransientAnalysisError:
+            raise
+        except Exception as exc:  # any fault of this one image fails it, not its batch
+            logger.warning("Cannot analyse image %s", image.pk, exc_info=True)
             return f"cannot analyse this image: {exc}"
 
+    decoded: list[tuple[Image, np.ndarray]] = []
+    failed: dict[int, str] = {}
     for image, outcome in zip(cells, _io_pool().map(read, cells), strict=True):
         if isinstance(outcome, str):
             failed[image.pk] = outcome
         else:
             decoded.append((image, outcome))
-    decode_ms = (time.perf_counter() - started) * 1000 / max(len(cells), 1)
+    return decoded, failed
+
+
+def _infer(engine, decoded) -> tuple[list[tuple[Image, np.ndarray]], list, dict[int, str]]:
+    """One forward pass for the batch; if it raises, each image alone, so that only the image
+    that cannot be analysed fails."""
+    try:
+        return decoded, list(engine.analyse([rgb for _, rgb in decoded])), {}
+    except TRANSIENT:
+        raise
+    except Exception as exc:
+        if len(decoded) == 1:
+            logger.warning("Analysis of image %s failed", decoded[0][0].pk, exc_info=True)
+            return [], [], {decoded[0][0].pk: f"cannot analyse this image: {exc}"}
+        logger.warning("A batch's forward pass failed; analysing its images one by one")
+    kept, results, failed = [], [], {}
+    for image, rgb in decoded:
+        try:
+            [result] = engine.analyse([rgb])
+        except TRANSIENT:
+            raise
+        except Exception as exc:
+            logger.warning("Analysis of image %s failed", image.pk, exc_info=True)
+            failed[image.pk] = f"cannot analyse this image: {exc}"
+            continue
+        kept.append((image, rgb))
+        results.append(result)
+    return kept, results, failed
+
+
+def _fail_each(failed: dict[int, str], report: AnalysisReport) -> None:
     for image_id, reason in failed.items():
         images_mark_failed(image_ids=[image_id], reason=reason)
     report.failed.update(failed)
+
+
+def _analyse_cells(cells: list[Image], report: AnalysisReport) -> None:
+    from classifier.runtime import active_engine
+
+    version, engine = active_engine()
+    started = time.perf_counter()
+    decoded, failed = _decode_all(cells)
+    decode_ms = (time.perf_counter() - started) * 1000 / max(len(cells), 1)
+    _fail_each(failed, report)
     if not decoded:
         return
     started = time.perf_counter()
-    results = engine.analyse([rgb for _, rgb in decoded])
+    decoded, results, failed = _infer(engine, decoded)
+    _fail_each(failed, report)
+    if not decoded:
+        return
     infer_ms = (time.perf_counter() - started) * 1000 / len(decoded)
     timings = {
         "decode_ms": round(decode_ms, 2),
@@ -299,21 +476,44 @@ def _analyse_cells(cells: list[Image], report: AnalysisReport) -> None:
     domain_check_cells(version=version, cells=[img for img, _ in decoded], results=results)
 
 
-def analyse_images(*, image_ids: list[int], batch_size: int | None = None) -> AnalysisReport:
+def _segment_or_fail(field_image: Image, report: AnalysisReport) -> list[int]:
+    """The field's cell ids; a field that cannot be segmented fails alone, with its reason."""
+    from classifier.detector import DetectorIntegrityError
+    from classifier.runtime import NoActiveModelError
+
+    try:
+        return _segment_field(field_image, report)
+    except TRANSIENT:
+        raise
+    except (DetectorIntegrityError, NoActiveModelError):
+        raise  # permanent for every image until an admin acts: the task fails the batch
+    except Exception as exc:  # e.g. an absurd size the detector refuses, an OpenCV error
+        logger.warning("Cannot segment field image %s", field_image.pk, exc_info=True)
+        _fail_each({field_image.pk: f"cannot segment: {exc}"}, report)
+        return []
+
+
+def _chunks(cells: list[Image], batch_size: int) -> list[list[Image]]:
+    """Fresh cells in batches; cells claimed before (their run was killed) one at a time, last,
+    so that a cell that crashes the worker takes no other cell down with it."""
+    fresh = [img for img in cells if img.attempts <= 1]
+    suspects = [[img] for img in cells if img.attempts > 1]
+    return [fresh[i : i + batch_size] for i in range(0, len(fresh), batch_size)] + suspects
+
+
+def images_analyse(*, image_ids: list[int], batch_size: int | None = None) -> AnalysisReport:
     """Analyse the given images: segment field images, classify cells, store heatmaps."""
     batch_size = batch_size or settings.ANALYSIS_BATCH_SIZE
     report = AnalysisReport()
-    claimed = _claim(image_ids)
+    claimed = _mark_processing(image_ids)
     report.skipped.extend(sorted(set(image_ids) - {img.pk for img in claimed}))
     cells = [img for img in claimed if img.kind == Image.Kind.CELL]
-    for field_image in (img for img in claimed if img.kind == Image.Kind.FIELD):
-        try:
-            child_ids = _segment_field(field_image, report)
-        except ValueError as exc:
-            images_mark_failed(image_ids=[field_image.pk], reason=f"cannot segment: {exc}")
-            report.failed[field_image.pk] = str(exc)
-            continue
-        cells.extend(_claim(child_ids))
-    for start in range(0, len(cells), batch_size):
-        _analyse_cells(cells[start : start + batch_size], report)
+    fields = [img for img in claimed if img.kind == Image.Kind.FIELD]
+    for n, field_image in enumerate(fields):
+        cells.extend(_mark_processing(_segment_or_fail(field_image, report)))
+        _touch(fields[n + 1 :] + cells)
+    chunks = _chunks(cells, batch_size)
+    for n, chunk in enumerate(chunks):
+        _analyse_cells(chunk, report)
+        _touch([img for later in chunks[n + 1 :] for img in later])
     return report

@@ -5,17 +5,21 @@ from cases.models import Case, Image
 
 
 def case_status_refresh(*, case: Case, by=None) -> Case:
-    """Derive the case's status from its images. Call inside the transaction that changed them."""
+    """Derive the case's status from its images. Call inside the transaction that changed them.
+
+    A case moves to review only when nothing is pending and at least one image has a result."""
     case = Case.objects.select_for_update().get(pk=case.pk)
     if case.status == Case.Status.SIGNED_OFF:
         return case
     statuses = set(case.images.values_list("status", flat=True).distinct())
     if not statuses:
         new = Case.Status.OPEN
-    elif statuses & {Image.Status.QUEUED, Image.Status.PROCESSING}:
+    elif statuses & set(Image.PENDING):
         new = Case.Status.ANALYSING
-    else:
+    elif Image.Status.DONE in statuses:
         new = Case.Status.AWAITING_REVIEW
+    else:  # every image failed: nothing to review until they are re-analysed or replaced
+        new = Case.Status.OPEN
     if new != case.status:
         before = {"status": case.status}
         case.status = new

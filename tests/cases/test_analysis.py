@@ -8,7 +8,7 @@ from django.core.files.storage import default_storage
 from PIL import Image as PILImage
 
 from cases.analysis.model_versions import model_activate
-from cases.analysis.services import analyse_images
+from cases.analysis.services import images_analyse
 from cases.analysis.tasks import analyse_images as analyse_task
 from cases.intake import services
 from cases.models import AuditEvent, Case, Image, Prediction
@@ -25,7 +25,7 @@ def upload_cells(case, by, n: int, seed: int = 0) -> list[Image]:
 
 def test_a_batch_is_analysed_with_heatmaps_and_the_model_version(case, clinician, active_model):
     images = upload_cells(case, clinician, 6)
-    report = analyse_images(image_ids=[img.pk for img in images])
+    report = images_analyse(image_ids=[img.pk for img in images])
     assert sorted(report.done) == sorted(img.pk for img in images)
     for image in Image.objects.filter(case=case):
         assert image.status == Image.Status.DONE and image.processed_at
@@ -46,9 +46,9 @@ def test_a_batch_is_analysed_with_heatmaps_and_the_model_version(case, clinician
 
 def test_running_a_batch_twice_computes_nothing_twice(case, clinician, active_model):
     ids = [img.pk for img in upload_cells(case, clinician, 4)]
-    analyse_images(image_ids=ids)
+    images_analyse(image_ids=ids)
     heatmaps = set(Prediction.objects.values_list("heatmap", flat=True))
-    report = analyse_images(image_ids=ids)
+    report = images_analyse(image_ids=ids)
     assert report.done == [] and sorted(report.skipped) == sorted(ids)
     assert Prediction.objects.count() == 4
     assert set(Prediction.objects.values_list("heatmap", flat=True)) == heatmaps
@@ -58,7 +58,7 @@ def test_running_a_batch_twice_computes_nothing_twice(case, clinician, active_mo
 def test_an_image_left_processing_by_a_killed_worker_is_finished(case, clinician, active_model):
     ids = [img.pk for img in upload_cells(case, clinician, 3)]
     Image.objects.filter(pk=ids[0]).update(status=Image.Status.PROCESSING)
-    analyse_images(image_ids=ids)
+    images_analyse(image_ids=ids)
     assert set(Image.objects.values_list("status", flat=True)) == {Image.Status.DONE}
 
 
@@ -67,7 +67,7 @@ def test_a_damaged_stored_file_fails_alone_with_a_reason(case, clinician, active
     broken = images[1]
     default_storage.delete(broken.file.name)
     default_storage.save(broken.file.name, ContentFile(b"not a png any more"))
-    analyse_images(image_ids=[img.pk for img in images])
+    images_analyse(image_ids=[img.pk for img in images])
     broken.refresh_from_db()
     assert broken.status == Image.Status.FAILED
     assert "cannot analyse this image" in broken.error
@@ -98,11 +98,11 @@ def test_activating_another_version_is_used_for_the_next_batch(
     case, clinician, active_model, tiny_model_path
 ):
     first = upload_cells(case, clinician, 2, seed=1)
-    analyse_images(image_ids=[img.pk for img in first])
+    images_analyse(image_ids=[img.pk for img in first])
     second_version = register_model(tiny_model_path, name="tiny-v2", active=False, threshold=0.9)
     model_activate(version=second_version, by=clinician)
     second = upload_cells(case, clinician, 2, seed=2)
-    analyse_images(image_ids=[img.pk for img in second])
+    images_analyse(image_ids=[img.pk for img in second])
     assert {p.model_version.name for p in Prediction.objects.filter(image__in=first)} == {"tiny-v1"}
     later = Prediction.objects.filter(image__in=second)
     assert {p.model_version.name for p in later} == {"tiny-v2"}
@@ -118,7 +118,7 @@ def test_non_cell_images_are_flagged_by_the_quality_gate(case, clinician, active
     files = [("blank.png", png_bytes(blank)), ("white.png", png_bytes(white))]
     files.append(("noise.png", png_bytes(noise)))
     images = services.images_add(case=case, files=files, by=clinician).stored
-    analyse_images(image_ids=[img.pk for img in images])
+    images_analyse(image_ids=[img.pk for img in images])
     for prediction in Prediction.objects.all():
         assert not prediction.quality_ok, prediction.image.original_name
         assert prediction.quality_flags
@@ -151,7 +151,7 @@ def test_a_field_image_is_detected_into_analysed_cells(
     case, clinician, active_model, active_detector
 ):
     field = upload_field(case, clinician, field_png())
-    report = analyse_images(image_ids=[field.pk])
+    report = images_analyse(image_ids=[field.pk])
     field.refresh_from_db()
     assert field.status == Image.Status.DONE
     cells = list(field.cells.all())
@@ -162,7 +162,7 @@ def test_a_field_image_is_detected_into_analysed_cells(
     event = AuditEvent.objects.get(action="field.segmented")
     assert event.after["detector"] == active_detector.name and event.after["cells"] == 6
     # Detecting again (a redelivered task) does not cut the field twice.
-    analyse_images(image_ids=[field.pk])
+    images_analyse(image_ids=[field.pk])
     assert field.cells.count() == len(cells)
 
 
@@ -172,7 +172,7 @@ def test_touching_cells_are_two_cells_and_edge_cells_are_flagged(
     inside = [(120, 150), (120, 215), (330, 420), (330, 485), (240, 300)]  # two touching pairs
     edge = [(240, 10), (470, 600)]
     field = upload_field(case, clinician, field_with(inside + edge))
-    analyse_images(image_ids=[field.pk])
+    images_analyse(image_ids=[field.pk])
     cells = list(field.cells.all())
     assert sorted(c.on_border for c in cells) == [False] * 5 + [True] * 2
     for cy, cx in inside:  # one detected box centred on each cell
@@ -191,7 +191,7 @@ def test_a_field_of_noise_yields_a_bounded_number_of_cells(
     buffer = io.BytesIO()
     PILImage.fromarray(noise).save(buffer, format="PNG")
     field = upload_field(case, clinician, buffer.getvalue())
-    analyse_images(image_ids=[field.pk])
+    images_analyse(image_ids=[field.pk])
     assert field.cells.count() <= MAX_CELLS
 
 
