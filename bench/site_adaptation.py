@@ -85,8 +85,8 @@ def make_site(n_fields: int, smears: Path):
 
 def photograph_and_review(site, users, fields) -> dict:
     """Upload two fields per case, analyse them, and review every matched detected cell."""
-    from cases import reviews, services
-    from cases.analysis import analyse_images
+    from cases.analysis.services import images_analyse
+    from cases.intake import services
     from cases.models import Image, Review
     from training.smears import PARASITE_STAGES, UNINFECTED_TYPES, match_boxes
 
@@ -101,7 +101,7 @@ def photograph_and_review(site, users, fields) -> dict:
         stored = services.images_add(
             case=case, files=uploads, by=users["clinician"], kind="field"
         ).stored
-        analyse_images(image_ids=[image.pk for image in stored])
+        images_analyse(image_ids=[image.pk for image in stored])
         reviews.review_claim(case=case, by=users["reviewer"])
         tally["cases"] += 1
         for field_image, annotated in zip(stored, pair, strict=True):

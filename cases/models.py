@@ -165,6 +165,9 @@ class Image(models.Model):
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
 
+    # Waiting for or in analysis: the one definition of "pending" (counts, status, recovery).
+    PENDING = (Status.QUEUED, Status.PROCESSING)
+
     case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="images")
     # A cell crop segmented from a whole-field image points at that field image.
     parent = models.ForeignKey(

@@ -86,7 +86,7 @@ def case_summary(
     images = list(images)
     if domain_status is None:
         domain_status = case_domain_status(images)
-    pending = sum(img.status in (Image.Status.QUEUED, Image.Status.PROCESSING) for img in images)
+    pending = sum(img.status in Image.PENDING for img in images)
     cells = [img for img in images if is_counted_cell(img)]
     predictions = [p for p in map(prediction_of, cells) if p is not None]
     counted = [p for p in predictions if p.quality_ok]

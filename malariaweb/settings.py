@@ -113,6 +113,16 @@ LOGIN_URL = "login"
 # successful log-in), further attempts for that name are refused until the window has passed.
 LOGIN_MAX_FAILURES = env_int("LOGIN_MAX_FAILURES", 5, minimum=0)  # 0 = never lock
 LOGIN_LOCKOUT_MINUTES = env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1)
+# Failed log-ins (any user names) from one client address within the window before that address is
+# refused. The address is REMOTE_ADDR, or behind TRUSTED_PROXY_COUNT reverse proxies the entry those
+# proxies appended to X-Forwarded-For (0 = no proxy: X-Forwarded-For is ignored, it can be forged).
+LOGIN_MAX_FAILURES_PER_ADDRESS = env_int("LOGIN_MAX_FAILURES_PER_ADDRESS", 50, minimum=0)
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+# The audit trail's events are keyed (HMAC-SHA256) with this secret, kept out of the database, so
+# whoever can write the database cannot recompute a rewritten chain; AUDIT_HMAC_KEY_FILE reads it
+# from a file. Signed checkpoints of the chain head go to storage every AUDIT_CHECKPOINT_MINUTES.
+AUDIT_HMAC_KEY = env_str("AUDIT_HMAC_KEY")
+AUDIT_CHECKPOINT_MINUTES = env_int("AUDIT_CHECKPOINT_MINUTES", 15, minimum=1)
 LOGIN_REDIRECT_URL = "case_list"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -246,6 +256,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "cases.analysis.sweep",
         "schedule": float(ANALYSIS_SWEEP_INTERVAL),
         "options": {"expires": float(ANALYSIS_SWEEP_INTERVAL)},
+    },
+    "audit-checkpoint": {
+        "task": "cases.audit.write_checkpoint",
+        "schedule": AUDIT_CHECKPOINT_MINUTES * 60,
+    },
+    "prune-login-failures": {
+        "task": "cases.audit.prune_login_failures",
+        "schedule": LOGIN_LOCKOUT_MINUTES * 60,
     },
 }
 

@@ -22,8 +22,6 @@ from cases.models import Case, DomainStatus, Image, Prediction
 from classifier import domain
 from classifier.models import ModelVersion
 
-PENDING = (Image.Status.QUEUED, Image.Status.PROCESSING)
-
 
 def domain_reference(version: ModelVersion) -> dict | None:
     return (version.quality_reference or {}).get("domain") or None
@@ -99,7 +97,7 @@ def domain_judge_field(*, field_id: int, version: ModelVersion) -> str | None:
     """Judge one field image from all of its cells, once none is pending; returns its status."""
     field = Image.objects.select_for_update().select_related("case").get(pk=field_id)
     cells = field.cells.all()
-    if cells.filter(status__in=PENDING).exists():
+    if cells.filter(status__in=Image.PENDING).exists():
         return None
     _store(field, _decide(cells, version), version, field.case)
     return field.domain_status
@@ -110,7 +108,7 @@ def domain_judge_case(*, case_id: int, version: ModelVersion) -> str | None:
     """Judge a case from all of its cells, once no image is pending; returns its status."""
     case = Case.objects.select_for_update().get(pk=case_id)
     images = case.images.all()
-    if images.filter(status__in=PENDING).exists():
+    if images.filter(status__in=Image.PENDING).exists():
         return None
     _store(case, _decide(images.filter(kind=Image.Kind.CELL), version), version, case)
     return case.domain_status

@@ -4,14 +4,15 @@ from django.db import transaction
 
 from cases.audit.trail import audit_record
 from classifier.models import ModelVersion
+from classifier.registry import active_version
 
 
 @transaction.atomic
 def model_activate(*, version: ModelVersion, by=None) -> ModelVersion:
     """Make `version` the one active model of its kind (workers pick it up at their next batch)."""
-    previous = (
-        ModelVersion.objects.select_for_update().filter(kind=version.kind, is_active=True).first()
-    )
+    # Every version of the kind locked first: two activations run one after the other.
+    list(ModelVersion.objects.select_for_update().filter(kind=version.kind).order_by("pk"))
+    previous = active_version(version.kind)
     if previous is not None and previous.pk == version.pk:
         return version
     if previous is not None:

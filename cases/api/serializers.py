@@ -3,9 +3,10 @@
 from django.urls import reverse
 from rest_framework import serializers
 
+from cases.access import user_sites
 from cases.intake.forms import KIND_CHOICES
 from cases.intake.presenters import image_payload
-from cases.intake.selectors import patients_visible, user_sites
+from cases.intake.selectors import patients_visible
 from cases.models import Case, Patient, Site
 
 

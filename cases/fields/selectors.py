@@ -10,9 +10,10 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.http import Http404
 from django.urls import reverse
 
+from cases.access import is_reviewer
 from cases.intake.selectors import case_images, image_get
 from cases.models import Case, CellCorrection, Image
-from cases.review.selectors import is_reviewer
+from cases.review.selectors import four_eyes_blocked
 from cases.summary import case_summary, is_counted_cell, prediction_of
 
 # The review page's inset shows this many cell sizes of the field around the cell.
@@ -86,8 +87,6 @@ def _cell_payload(cell: Image, added: set[int]) -> dict:
 
 def can_edit_field(user: AbstractBaseUser, case: Case) -> bool:
     """Whether the field view offers adding and removing cells (the services check again)."""
-    from cases.review.services import four_eyes_blocked
-
     return (
         is_reviewer(user)
         and case.status == Case.Status.AWAITING_REVIEW
@@ -122,8 +121,8 @@ def field_payload(field: Image) -> dict:
             "field": counts_of(cells, case),
             "case": counts_of(list(case_images(case)), case),
         },
-        "done": all(c.status not in (Image.Status.QUEUED, Image.Status.PROCESSING) for c in cells)
-        and field.status not in (Image.Status.QUEUED, Image.Status.PROCESSING),
+        "done": all(c.status not in Image.PENDING for c in cells)
+        and field.status not in Image.PENDING,
     }
 
 

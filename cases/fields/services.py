@@ -8,23 +8,19 @@ analysis after it commits. The case stays awaiting review meanwhile, so the revi
 correcting the field; sign-off waits until the new cell has its result (cases.review.services).
 """
 
-import hashlib
 import io
 import statistics
-import uuid
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from cases.access import can_write
+from cases.access import can_write, is_reviewer, require_site_member
 from cases.analysis import queue
 from cases.audit.trail import audit_record
-from cases.intake import services
 from cases.models import Case, CellCorrection, Image
-from cases.review.selectors import is_reviewer
-from cases.review.services import _lock, _require_working_reviewer
+from cases.review.services import case_lock, require_working_reviewer
+from cases.storage import content_sha256, file_store
 
 # Without detections to measure, an added cell's box is this fraction of the field's shorter side.
 DEFAULT_CELL_FRACTION = 1 / 12
@@ -74,9 +70,7 @@ def _cut_and_store(field: Image, box) -> tuple[str, bytes, int, int]:
     buffer = io.BytesIO()
     PILImage.fromarray(crop).save(buffer, format="PNG")
     data = buffer.getvalue()
-    path = default_storage.save(
-        f"cases/{field.case_id}/cells/{field.pk}-added-{uuid.uuid4().hex}.png", ContentFile(data)
-    )
+    path = file_store(Image(case_id=field.case_id, parent=field), "file", "added.png", data)
     return path, data, crop.shape[1], crop.shape[0]
 
 
@@ -94,7 +88,7 @@ def cell_add(*, field: Image, x: float, y: float, by) -> Image:
     from classifier.cells import CellBox, clip_box, touches_border
 
     case = _case_now(field.case)
-    _require_working_reviewer(by, case)
+    require_working_reviewer(by, case)
     w, h = _check_cell_add(field, x, y)
     left, top = x - w / 2, y - h / 2
     on_border = touches_border(left, top, w, h, field.width, field.height)
@@ -103,8 +97,8 @@ def cell_add(*, field: Image, x: float, y: float, by) -> Image:
     path, data, width, height = _cut_and_store(field, box)
     try:
         with transaction.atomic():
-            case = _lock(field.case)
-            _require_working_reviewer(by, case)
+            case = case_lock(field.case)
+            require_working_reviewer(by, case)
             _check_cell_add(field, x, y)
             cell = _create_added_cell(field, box, on_border, path, data, width, height, by)
     except Exception:
@@ -128,7 +122,7 @@ def _create_added_cell(field, box, on_border, path, data, width, height, by) -> 
         file=path,
         original_name=f"{field.original_name} cell {number} (added)"[:255],
         kind=Image.Kind.CELL,
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=content_sha256(data),
         width=width,
         height=height,
         # The uploader's, not the reviewer's: adding a cell must not make the reviewer an
@@ -177,8 +171,8 @@ def cell_restore(*, cell: Image, by) -> Image:
 
 
 def _set_removed(cell: Image, by, *, removed: bool) -> Image:
-    case = _lock(cell.case)
-    _require_working_reviewer(by, case)
+    case = case_lock(cell.case)
+    require_working_reviewer(by, case)
     # of=("self",): PostgreSQL cannot lock the nullable side of the parent join.
     locked = Image.objects.select_for_update(of=("self",)).select_related("parent")
     cell = locked.get(pk=cell.pk, case=case)
@@ -213,8 +207,8 @@ def can_set_red_cell_count(user) -> bool:
 @transaction.atomic
 def case_set_red_cell_count(*, case: Case, by, red_cells_per_ul: int | None) -> Case:
     """Store the patient's red-cell count per µL (None clears it); parasites/µL follow from it."""
-    case = _lock(case)
-    services.require_site_member(by, case.patient.site)
+    case = case_lock(case)
+    require_site_member(by, case.patient.site)
     if not can_set_red_cell_count(by):
         raise PermissionDenied("Only clinicians, reviewers and lab admins can enter it.")
     if case.status == Case.Status.SIGNED_OFF:

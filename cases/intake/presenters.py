@@ -111,7 +111,7 @@ def case_status_payload(
         "id": case.pk,
         "status": case.status,
         "status_label": case.get_status_display(),
-        "done": counts[Image.Status.QUEUED] + counts[Image.Status.PROCESSING] == 0,
+        "done": not any(counts[status] for status in Image.PENDING),
         "counts": counts,
         "summary": summary,
         "headline": case_headline(case, summary),

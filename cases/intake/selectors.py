@@ -1,4 +1,5 @@
-"""Reads. Every query that returns patients, cases or images is scoped to the user's sites."""
+"""Reads. Every query that returns patients, cases or images is scoped to the user's sites
+(cases.access.user_sites)."""
 
 from dataclasses import dataclass
 
@@ -6,21 +7,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Q, QuerySet
 from django.shortcuts import get_object_or_404
 
-from cases.models import AuditEvent, Case, CellCorrection, Image, Patient, Site
-
-
-def user_sites(user: AbstractBaseUser) -> QuerySet[Site]:
-    if not user.is_authenticated:
-        return Site.objects.none()
-    if user.is_superuser:
-        return Site.objects.all()
-    return Site.objects.filter(members=user)
-
-
-def user_has_role(user: AbstractBaseUser, role: str) -> bool:
-    if not user.is_authenticated:
-        return False
-    return user.is_superuser or user.groups.filter(name=role).exists()
+from cases.access import user_sites
+from cases.models import AuditEvent, Case, CellCorrection, Image, Patient
 
 
 def patients_visible(user: AbstractBaseUser) -> QuerySet[Patient]:

@@ -14,7 +14,7 @@ from django.shortcuts import redirect, render
 from django.utils.cache import patch_cache_control
 from django.views.decorators.http import require_GET, require_POST
 
-from cases.access import can_write, require_writer
+from cases.access import can_write, require_writer, user_sites
 from cases.fields.selectors import case_fields_panel
 from cases.fields.services import can_set_red_cell_count
 from cases.intake import selectors, services
@@ -62,7 +62,7 @@ def patient_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def patient_create(request: HttpRequest) -> HttpResponse:
     require_writer(request.user)
-    form = PatientForm(request.POST or None, sites=selectors.user_sites(request.user))
+    form = PatientForm(request.POST or None, sites=user_sites(request.user))
     if request.method == "POST" and form.is_valid():
         try:
             patient = services.patient_create(by=request.user, **form.cleaned_data)

@@ -8,11 +8,26 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import (
+    BooleanField,
+    CharField,
+    Count,
+    Exists,
+    ExpressionWrapper,
+    F,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Value,
+    When,
+)
 from django.db.models import Case as CaseWhen
-from django.db.models import CharField, Count, F, IntegerField, Prefetch, Q, QuerySet, When
 from django.db.models.functions import Cast
 
-from cases.intake.selectors import cases_visible, user_has_role, user_sites
+from cases.access import is_reviewer, user_sites
+from cases.intake.selectors import cases_visible
 from cases.models import (
     AuditEvent,
     Case,
@@ -31,16 +46,25 @@ from cases.summary import (
     wilson_interval,
 )
 
-REVIEWER_ROLE = "reviewer"
-ADMIN_ROLE = "admin"
+
+def with_four_eyes_blocked(cases: QuerySet[Case], user: AbstractBaseUser) -> QuerySet[Case]:
+    """Annotate `four_eyes_blocked`: the one statement of the four-eyes rule.
+
+    With settings.REVIEW_FOUR_EYES on, a reviewer may not review a case they created or into
+    which they uploaded any image. The review service (refusal), the queue (no Claim button), the
+    nav badge and the field view all read this annotation, so none can drift from the others.
+    """
+    if not settings.REVIEW_FOUR_EYES:
+        return cases.annotate(four_eyes_blocked=Value(False, output_field=BooleanField()))
+    uploaded = Image.objects.filter(case=OuterRef("pk"), uploaded_by=user.pk)
+    blocked = Q(created_by=user.pk) | Exists(uploaded)
+    return cases.annotate(four_eyes_blocked=ExpressionWrapper(blocked, output_field=BooleanField()))
 
 
-def is_reviewer(user: AbstractBaseUser) -> bool:
-    return user_has_role(user, REVIEWER_ROLE)
-
-
-def is_admin(user: AbstractBaseUser) -> bool:
-    return user_has_role(user, ADMIN_ROLE)
+def four_eyes_blocked(case: Case, user: AbstractBaseUser) -> bool:
+    """Whether the four-eyes rule bars this user from reviewing the case (one query)."""
+    rows = with_four_eyes_blocked(Case.objects.filter(pk=case.pk), user)
+    return rows.values_list("four_eyes_blocked", flat=True).get()
 
 
 def reviewable_images(case: Case) -> QuerySet[Image]:
@@ -201,6 +225,8 @@ def _pending(extra: Q | None = None) -> Count:
 def review_queue(user: AbstractBaseUser) -> QuerySet[Case]:
     """Cases of the user's sites awaiting review, most urgent first.
 
+    Each case carries `four_eyes_blocked` (with_four_eyes_blocked): the page offers no claim then.
+
     Urgent: a case with an unreviewed image near the threshold, a probable positive, or a
     quality-flagged image comes before a case of clear negatives; oldest first within a tier.
     """
@@ -209,7 +235,7 @@ def review_queue(user: AbstractBaseUser) -> QuerySet[Case]:
     near = Q(**{f"{probability}__gt": F(threshold) - margin}) & Q(
         **{f"{probability}__lt": F(threshold) + margin}
     )
-    return (
+    queue = (
         cases_visible(user)
         .filter(status=Case.Status.AWAITING_REVIEW)
         .select_related("assigned_reviewer")
@@ -234,8 +260,8 @@ def review_queue(user: AbstractBaseUser) -> QuerySet[Case]:
                 output_field=IntegerField(),
             )
         )
-        .order_by("-urgency", "created_at", "id")
     )
+    return with_four_eyes_blocked(queue, user).order_by("-urgency", "created_at", "id")
 
 
 def review_queue_new_count(user: AbstractBaseUser) -> int:
@@ -245,9 +271,7 @@ def review_queue_new_count(user: AbstractBaseUser) -> int:
     cases = cases_visible(user).filter(
         status=Case.Status.AWAITING_REVIEW, assigned_reviewer__isnull=True
     )
-    if settings.REVIEW_FOUR_EYES:
-        cases = cases.exclude(created_by=user)
-    return cases.count()
+    return with_four_eyes_blocked(cases, user).filter(four_eyes_blocked=False).count()
 
 
 def notifications_unread(user: AbstractBaseUser) -> QuerySet[Notification]:

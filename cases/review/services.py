@@ -10,17 +10,16 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from cases.access import is_admin, is_reviewer, require_site_member
 from cases.audit.trail import audit_record
-from cases.intake.services import require_site_member
 from cases.models import Case, DomainStatus, Image, Notification, Prediction, Review
 from cases.reports.exports import report_keep_superseded
 from cases.review.selectors import (
     case_images_with_reviews,
     current_review,
+    four_eyes_blocked,
     high_confidence_pending,
-    is_admin,
     is_reviewable,
-    is_reviewer,
     percent_interval,
     review_counts_from,
 )
@@ -44,7 +43,8 @@ class ClaimConflict(ValidationError):
     """Another reviewer holds the case."""
 
 
-def _lock(case: Case) -> Case:
+def case_lock(case: Case) -> Case:
+    """The case re-read with its row locked until the transaction ends (callers are atomic)."""
     return Case.objects.select_for_update().select_related("patient__site").get(pk=case.pk)
 
 
@@ -54,20 +54,11 @@ def _require_reviewer(user, case: Case) -> None:
         raise PermissionDenied("Only reviewers can review cases.")
 
 
-def uploaded_by(case: Case, user) -> bool:
-    """Whether the user created the case or uploaded any of its images (the four-eyes rule)."""
-    return case.created_by_id == user.pk or case.images.filter(uploaded_by=user).exists()
-
-
-def four_eyes_blocked(case: Case, user) -> bool:
-    """Whether the four-eyes rule (settings.REVIEW_FOUR_EYES) bars this user from the case."""
-    return settings.REVIEW_FOUR_EYES and uploaded_by(case, user)
-
-
 def _require_four_eyes(user, case: Case) -> None:
     if four_eyes_blocked(case, user):
         raise PermissionDenied(
-            "Four-eyes rule: you uploaded this case, so another reviewer must review it."
+            "Four-eyes rule: you created this case or uploaded its images, "
+            "so another reviewer must review it."
         )
 
 
@@ -86,7 +77,7 @@ def _require_assignee(user, case: Case) -> None:
         raise ClaimConflict(f"This case is claimed by {case.assigned_reviewer}.")
 
 
-def _require_working_reviewer(user, case: Case) -> None:
+def require_working_reviewer(user, case: Case) -> None:
     """The checks shared by every decision on a locked case."""
     _require_reviewer(user, case)
     _require_status(case, Case.Status.AWAITING_REVIEW, "reviewed")
@@ -119,7 +110,7 @@ def _claim_state(case: Case) -> dict:
 @transaction.atomic
 def review_claim(*, case: Case, by) -> Case:
     """Assign the case to `by`. A conditional update, so two reviewers never hold one case."""
-    case = _lock(case)
+    case = case_lock(case)
     _require_reviewer(by, case)
     _require_four_eyes(by, case)
     now = timezone.now()
@@ -150,7 +141,7 @@ def review_claim(*, case: Case, by) -> Case:
 @transaction.atomic
 def review_release(*, case: Case, by) -> Case:
     """Give a claimed case back to the queue (its reviewer, or an admin)."""
-    case = _lock(case)
+    case = case_lock(case)
     require_site_member(by, case.patient.site)
     if case.assigned_reviewer_id is None:
         return case
@@ -194,8 +185,8 @@ def review_submit(
     reason_text: str = "",
 ) -> Review:
     """Confirm the model's label for one image, or override it with a reason."""
-    case = _lock(image.case)
-    _require_working_reviewer(by, case)
+    case = case_lock(image.case)
+    require_working_reviewer(by, case)
     image = Image.objects.select_related("prediction").get(pk=image.pk, case=case)
     if not is_reviewable(image):
         raise ValidationError("This image has no model result to review.")
@@ -247,8 +238,8 @@ def review_confirm_remaining(*, case: Case, by, expected: int | None = None) -> 
     `expected` is the number the reviewer was shown and agreed to (the web page always sends
     it): when the set changed in between, nothing is confirmed.
     """
-    case = _lock(case)
-    _require_working_reviewer(by, case)
+    case = case_lock(case)
+    require_working_reviewer(by, case)
     if case.domain_status == DomainStatus.OUT_OF_DOMAIN:
         # The guard refused the model's results here: every cell needs a person's own look.
         raise ValidationError(
@@ -304,7 +295,7 @@ def _sign_off_state(case: Case) -> dict:
 @transaction.atomic
 def case_sign_off(*, case: Case, by, diagnosis: str, note: str = "") -> Case:
     """Sign the case off with a final diagnosis once every cell is reviewed; this locks it."""
-    case = _lock(case)
+    case = case_lock(case)
     _require_reviewer(by, case)
     _require_status(case, Case.Status.AWAITING_REVIEW, "signed off")
     _require_four_eyes(by, case)
@@ -362,7 +353,7 @@ def case_sign_off(*, case: Case, by, diagnosis: str, note: str = "") -> Case:
 @transaction.atomic
 def case_reopen(*, case: Case, by, reason: str) -> Case:
     """Unlock a signed-off case (admins only, with a reason); it goes back to the review queue."""
-    case = _lock(case)
+    case = case_lock(case)
     require_site_member(by, case.patient.site)
     if not is_admin(by):
         raise PermissionDenied("Only an admin can reopen a signed-off case.")
@@ -412,7 +403,7 @@ def case_reopen(*, case: Case, by, reason: str) -> Case:
 @transaction.atomic
 def case_send_back(*, case: Case, by, reason: str) -> Case:
     """Return a case to its clinician (e.g. bad images): it leaves the queue until new uploads."""
-    case = _lock(case)
+    case = case_lock(case)
     _require_reviewer(by, case)
     _require_status(case, Case.Status.AWAITING_REVIEW, "sent back")
     if case.assigned_reviewer_id not in (None, by.pk):

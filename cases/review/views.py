@@ -27,6 +27,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
+from cases.access import is_admin, is_reviewer
 from cases.fields.selectors import attach_field_context
 from cases.intake.selectors import case_get, cases_visible, image_get
 from cases.models import Case, Image, Notification, Prediction, ReportExport, Review
@@ -47,9 +48,8 @@ from cases.review.selectors import (
     case_images_with_reviews,
     current_review,
     high_confidence_pending,
-    is_admin,
+    four_eyes_blocked,
     is_reviewable,
-    is_reviewer,
     notifications_for,
     review_counts_from,
     review_queue,
@@ -91,7 +91,7 @@ def queue(request: HttpRequest) -> HttpResponse:
     if not is_reviewer(request.user):
         raise PermissionDenied("Only reviewers have a review queue.")
     page = Paginator(review_queue(request.user), QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
-    context = {"cases": page.object_list, "page": page, "four_eyes": settings.REVIEW_FOUR_EYES}
+    context = {"cases": page.object_list, "page": page}
     return render(request, "review/queue.html", context)
 
 
@@ -196,7 +196,7 @@ def review_case(request: HttpRequest, case_id: int) -> HttpResponse:
         and case.assigned_reviewer_id == request.user.pk,
         "reasons": Review.Reason.choices,
         "margin": margin,
-        "four_eyes_blocked": reviews.four_eyes_blocked(case, request.user),
+        "four_eyes_blocked": four_eyes_blocked(case, request.user),
     }
     return render(request, "review/review_case.html", context)
 
@@ -423,10 +423,8 @@ def export_download(request: HttpRequest, export_id: int) -> FileResponse:
         ).select_related("case__patient"),
         pk=export_id,
     )
-    return FileResponse(
+    response = FileResponse(
         default_storage.open(export.file.name, "rb"),
-        as_attachment=True,
-        filename=report_documents.report_filename(export.case, export.kind),
         content_type=report_documents.CONTENT_TYPES[export.kind],
     )
 

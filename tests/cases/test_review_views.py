@@ -277,3 +277,14 @@ def test_the_nav_include_shows_the_queue_badge(ready, reviewer, rf):
     html = engines["django"].from_string('{% include "review/_nav.html" %}').render(context)
     assert reverse("review_queue") in html
     assert 'aria-label="1 new cases to review">1</span>' in html
+
+
+def test_the_queue_page_offers_no_claim_to_a_reviewer_who_uploaded_images(client, ready, site):
+    both = make_user("both", "reviewer", [site])
+    both.groups.add(Group.objects.get_or_create(name="clinician")[0])
+    add_cells(ready, both, [0.3])
+    login(client, both)
+    html = client.get(reverse("review_queue")).content.decode()
+    assert f"Case {ready.pk}" in html
+    assert reverse("review_claim", args=[ready.pk]) not in html
+    assert "you created it or uploaded its images" in html

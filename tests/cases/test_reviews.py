@@ -136,6 +136,42 @@ def test_four_eyes_counts_images_uploaded_into_someone_elses_case(ready, reviewe
         reviews.review_claim(case=ready, by=reviewer)
 
 
+@pytest.fixture
+def uploaded_by_reviewer(ready, site):
+    """A case the clinician created, into which a clinician-and-reviewer uploaded one cell."""
+    both = make_user("both", "reviewer", [site])
+    both.groups.add(Group.objects.get_or_create(name="clinician")[0])
+    add_cells(ready, both, [0.3])
+    return ready, both
+
+
+def test_an_uploader_who_did_not_create_the_case_is_not_offered_it(uploaded_by_reviewer):
+    # One rule for the service, the queue and the badge: they had drifted (creator only).
+    case, both = uploaded_by_reviewer
+    assert case.created_by_id != both.pk
+    queued = review_queue(both).get(pk=case.pk)
+    assert queued.four_eyes_blocked
+    assert review_queue_new_count(both) == 0
+    with pytest.raises(PermissionDenied, match="Four-eyes"):
+        reviews.review_claim(case=case, by=both)
+
+
+def test_the_queue_and_badge_offer_the_case_to_a_reviewer_who_did_not_touch_it(
+    uploaded_by_reviewer, reviewer
+):
+    case, _ = uploaded_by_reviewer
+    assert not review_queue(reviewer).get(pk=case.pk).four_eyes_blocked
+    assert review_queue_new_count(reviewer) == 1
+
+
+def test_the_queue_and_badge_follow_the_four_eyes_switch(uploaded_by_reviewer, settings):
+    settings.REVIEW_FOUR_EYES = False
+    case, both = uploaded_by_reviewer
+    assert not review_queue(both).get(pk=case.pk).four_eyes_blocked
+    assert review_queue_new_count(both) == 1
+    assert reviews.review_claim(case=case, by=both).assigned_reviewer == both
+
+
 # --- Decisions ------------------------------------------------------------------------------
 
 

@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from cases.analysis.model_versions import model_activate
 from classifier.models import ModelVersion
-from classifier.registry import ModelFileError, local_model_file
+from classifier.registry import ModelFileError, active_version, local_model_file
 
 
 class Command(BaseCommand):
@@ -21,7 +21,7 @@ class Command(BaseCommand):
                 pass  # the file is there and matches its SHA-256
         except ModelFileError as exc:
             raise CommandError(f"Refusing to activate: {exc}") from exc
-        previous = ModelVersion.objects.filter(kind=version.kind, is_active=True).first()
+        previous = active_version(version.kind)
         model_activate(version=version, by=None)
         before = previous.name if previous else "none"
         label = "cell detector" if version.is_detector else "model"

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from cases.analysis.model_versions import model_activate
 from classifier.models import ModelVersion
-from classifier.registry import register_version, sha256_of
+from classifier.registry import active_version, register_version, sha256_of
 
 SHIPPED = Path(__file__).resolve().parents[3] / "classifier"
 DEFAULT_DIRS = (SHIPPED / "default_model", SHIPPED / "default_detector")
@@ -64,7 +64,7 @@ class Command(BaseCommand):
                 f"{version.sha256[:12]}…, kind {version.kind}); rename the shipped model's "
                 "version in its manifest."
             )
-        active = ModelVersion.objects.filter(kind=kind, is_active=True).first()
+        active = active_version(kind)
         if active is None:
             active = model_activate(version=version, by=None)
             self.stdout.write(f"Activated {kind} version {version.name}.")
