@@ -4,13 +4,24 @@ Every state change calls audit_record() inside the transaction that makes the ch
 a hash chain: each event's hash covers its own content and the previous event's hash, and the chain
 head (AuditHead) is locked while an event is appended, so the chain stays linear under concurrent
 writers. verify_chain() recomputes every hash; an altered, inserted or removed row breaks it.
+
+With AUDIT_HMAC_KEY set, each new event's hash is an HMAC keyed with that secret (scheme 2), so
+whoever can write the database but does not hold the key cannot recompute a rewritten suffix. Events
+written before the key existed keep their plain SHA-256 (scheme 1) and keep verifying; once a keyed
+event exists, an unkeyed one after it is itself a sign of tampering. On PostgreSQL, triggers
+(migration 0008) refuse every UPDATE and DELETE of events and let the head only move forward.
+What the database alone cannot show (the tail cut off, or everything deleted with the head reset)
+is caught against a head recorded outside it: verify_anchor() with an exported head or a signed
+checkpoint (cases.audit.checkpoints).
 """
 
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.utils import timezone
@@ -18,6 +29,14 @@ from django.utils import timezone
 from cases.models import AuditEvent, AuditHead, Case
 
 GENESIS_HASH = "0" * 64
+SCHEME_SHA256 = 1
+SCHEME_HMAC = 2
+
+
+def hmac_key() -> bytes | None:
+    """AUDIT_HMAC_KEY as bytes, or None when the trail is not keyed."""
+    key = settings.AUDIT_HMAC_KEY
+    return key.encode() if key else None
 
 
 def to_json(value: Any) -> Any:
@@ -49,6 +68,8 @@ def event_hash(
     before: Any,
     after: Any,
     prev_hash: str,
+    scheme: int = SCHEME_SHA256,
+    key: bytes | None = None,
 ) -> str:
     content = {
         "seq": seq,
@@ -63,8 +84,14 @@ def event_hash(
         "after": after,
         "prev_hash": prev_hash,
     }
+    if scheme == SCHEME_SHA256:
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+    if scheme != SCHEME_HMAC or not key:
+        raise ValueError(f"audit hash scheme {scheme} needs AUDIT_HMAC_KEY")
+    content["scheme"] = scheme
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
 
 
 def _head_for_update() -> AuditHead:
@@ -103,7 +130,9 @@ def audit_record(
         "after": to_json(after),
         "prev_hash": head.last_hash,
     }
-    digest = event_hash(**fields)
+    key = hmac_key()
+    fields["scheme"] = SCHEME_HMAC if key else SCHEME_SHA256
+    digest = event_hash(key=key, **fields)
     event = AuditEvent.objects.create(hash=digest, **fields)
     head.last_seq = event.seq
     head.last_hash = digest
@@ -117,34 +146,82 @@ class ChainProblem:
     message: str
 
 
+def _recompute(event: AuditEvent, key: bytes | None) -> str:
+    return event_hash(
+        seq=event.seq,
+        created_at=event.created_at,
+        actor_id=event.actor_id,
+        actor_name=event.actor_name,
+        action=event.action,
+        object_type=event.object_type,
+        object_id=event.object_id,
+        case_id=event.case_id,
+        before=event.before,
+        after=event.after,
+        prev_hash=event.prev_hash,
+        scheme=event.scheme,
+        key=key,
+    )
+
+
+def _event_problem(event: AuditEvent, key: bytes | None, first_keyed: int | None) -> str | None:
+    if event.scheme == SCHEME_HMAC and not key:
+        return f"event #{event.seq} is keyed, but AUDIT_HMAC_KEY is not set: it cannot be verified"
+    if event.scheme == SCHEME_SHA256 and first_keyed is not None:
+        return (
+            f"event #{event.seq} carries no key although event #{first_keyed} before it does "
+            "(rewritten without the key, or AUDIT_HMAC_KEY was removed)"
+        )
+    if event.scheme not in (SCHEME_SHA256, SCHEME_HMAC):
+        return f"event #{event.seq} names an unknown hash scheme {event.scheme}"
+    if _recompute(event, key) != event.hash:
+        keyed = " (its HMAC does not match AUDIT_HMAC_KEY)" if event.scheme == SCHEME_HMAC else ""
+        return f"event #{event.seq} was altered (hash mismatch){keyed}"
+    return None
+
+
 def verify_chain(batch_size: int = 2000) -> ChainProblem | None:
     """Recompute the chain. Returns the first problem found, or None if the trail is intact."""
-    prev_hash, expected_seq = GENESIS_HASH, 1
+    key = hmac_key()
+    prev_hash, expected_seq, first_keyed = GENESIS_HASH, 1, None
     for event in AuditEvent.objects.order_by("seq").iterator(chunk_size=batch_size):
         if event.seq != expected_seq:
             return ChainProblem(expected_seq, f"event #{expected_seq} is missing")
         if event.prev_hash != prev_hash:
             return ChainProblem(event.seq, f"event #{event.seq} does not follow the previous one")
-        recomputed = event_hash(
-            seq=event.seq,
-            created_at=event.created_at,
-            actor_id=event.actor_id,
-            actor_name=event.actor_name,
-            action=event.action,
-            object_type=event.object_type,
-            object_id=event.object_id,
-            case_id=event.case_id,
-            before=event.before,
-            after=event.after,
-            prev_hash=event.prev_hash,
-        )
-        if recomputed != event.hash:
-            return ChainProblem(event.seq, f"event #{event.seq} was altered (hash mismatch)")
+        problem = _event_problem(event, key, first_keyed)
+        if problem:
+            return ChainProblem(event.seq, problem)
+        if event.scheme == SCHEME_HMAC and first_keyed is None:
+            first_keyed = event.seq
         prev_hash, expected_seq = event.hash, expected_seq + 1
-    head = AuditHead.objects.filter(pk=1).first()
     last_seq = expected_seq - 1
-    if head is not None and (head.last_seq != last_seq or head.last_hash != prev_hash):
+    head = AuditHead.objects.filter(pk=1).first()
+    if head is not None and head.last_seq != last_seq:
         return ChainProblem(
-            last_seq + 1, f"the trail ends at #{last_seq} but its head records #{head.last_seq}"
+            min(head.last_seq, last_seq + 1),
+            f"the trail ends at #{last_seq} but its head records #{head.last_seq}",
+        )
+    if head is not None and head.last_hash != prev_hash:
+        return ChainProblem(last_seq, f"the head records #{last_seq} with a different hash")
+    return None
+
+
+def verify_anchor(seq: int, digest: str, source: str) -> ChainProblem | None:
+    """Check the trail against a head recorded outside the database (an exported head or a
+    checkpoint, named by `source`): event #seq must still exist with exactly that hash. Together
+    with verify_chain(), this pins every event up to #seq; a cut tail or an emptied trail fails."""
+    if seq == 0:
+        return None
+    event = AuditEvent.objects.filter(seq=seq).only("seq", "hash").first()
+    if event is None:
+        last = AuditEvent.objects.order_by("-seq").values_list("seq", flat=True).first()
+        where = f"the trail ends at #{last}" if last else "the trail has no events"
+        return ChainProblem(seq, f"{source} records #{seq}, but {where}")
+    if event.hash != digest:
+        return ChainProblem(
+            seq,
+            f"{source} records #{seq} with a different hash "
+            f"({digest[:12]}…, the trail has {event.hash[:12]}…)",
         )
     return None

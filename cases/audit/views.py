@@ -17,13 +17,13 @@ class AuditedLoginView(LoginView):
     redirect_authenticated_user = True
 
     def post(self, request, *args, **kwargs) -> HttpResponse:
-        username = self._username()
-        minutes = login_guard.minutes_locked(username)
-        if minutes:
+        username, address = self._attempt()
+        refused = login_guard.refusal(username, address)
+        if refused:
             # Refused before the password is checked: a locked name cannot be guessed at. The
             # form shown is unbound, so rendering it validates (authenticates) nothing either.
             form = self.get_form_class()(request, initial={"username": username})
-            context = self.get_context_data(form=form, locked=login_guard.locked_message(minutes))
+            context = self.get_context_data(form=form, locked=refused.message)
             return self.render_to_response(context, status=429)
         return super().post(request, *args, **kwargs)
 
@@ -37,14 +37,16 @@ class AuditedLoginView(LoginView):
 
     def form_invalid(self, form) -> HttpResponse:
         # Repeated failures for one name are how a password-guessing attempt shows up in the trail.
-        minutes = login_guard.record_failure(self._username())
-        if minutes:
-            context = self.get_context_data(form=form, locked=login_guard.locked_message(minutes))
+        refused = login_guard.record_failure(*self._attempt())
+        if refused:
+            context = self.get_context_data(form=form, locked=refused.message)
             return self.render_to_response(context, status=429)
         return super().form_invalid(form)
 
-    def _username(self) -> str:
-        return str(self.request.POST.get("username", ""))[:150]
+    def _attempt(self) -> tuple[str, str]:
+        """The canonical user name tried (as authentication matches it) and the client address."""
+        username = login_guard.canonical_username(self.request.POST.get("username", ""))
+        return username, login_guard.client_address(self.request)
 
 
 class AuditedLogoutView(LogoutView):
@@ -60,15 +62,17 @@ class GuardedObtainAuthToken(ObtainAuthToken):
     """The API's token endpoint, under the same lockout and audit as the log-in page."""
 
     def post(self, request, *args, **kwargs) -> Response:
-        username = str(request.data.get("username", ""))[:150]
-        minutes = login_guard.minutes_locked(username)
-        if minutes:
-            return Response({"detail": login_guard.locked_message(minutes)}, status=429)
+        data = request.data if hasattr(request.data, "get") else {}
+        username = login_guard.canonical_username(data.get("username", ""))
+        address = login_guard.client_address(request)
+        refused = login_guard.refusal(username, address)
+        if refused:
+            return Response({"detail": refused.message}, status=429)
         serializer = self.get_serializer(data=request.data)
         if not serializer.is_valid():
-            minutes = login_guard.record_failure(username)
-            if minutes:
-                return Response({"detail": login_guard.locked_message(minutes)}, status=429)
+            refused = login_guard.record_failure(username, address)
+            if refused:
+                return Response({"detail": refused.message}, status=429)
             return Response(serializer.errors, status=400)
         user = serializer.validated_data["user"]
         with transaction.atomic():
