@@ -41,6 +41,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "classifier",
     "cases",
     "training",
@@ -279,14 +281,55 @@ ANALYSIS_UNCERTAIN_MARGIN = env_float("ANALYSIS_UNCERTAIN_MARGIN", 0.15)
 TARGET_CELL_COUNT = env_int("TARGET_CELL_COUNT", 1000, minimum=1)
 
 # --- REST framework -------------------------------------------------------------------------
+# Token first: a request without credentials then answers 401 with WWW-Authenticate: Token.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
-    "PAGE_SIZE": 100,
+    "DEFAULT_PAGINATION_CLASS": "cases.api.limits.Pagination",
+    "PAGE_SIZE": env_int("API_PAGE_SIZE", 100, minimum=1),
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_THROTTLE_CLASSES": ["cases.api.limits.AnonThrottle", "cases.api.limits.UserThrottle"],
+    "EXCEPTION_HANDLER": "cases.api.problems.problem_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "cases.api.schema.ProblemAutoSchema",
+}
+# Requests per client (user, or IP address when anonymous); over it the API answers 429 with
+# Retry-After. DRF's format: "<count>/<second|minute|hour|day>".
+API_THROTTLE_RATES = {
+    "user": env_str("API_THROTTLE_USER", "6000/minute"),
+    "anon": env_str("API_THROTTLE_ANON", "300/minute"),
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Malaria diagnosis platform API",
+    "DESCRIPTION": (
+        "Patients, cases, uploads, analysis results, review, sign-off, reports, audit and "
+        "models. Authenticate with `Authorization: Token <key>` (POST /api/v1/auth/token/) or "
+        "a session. Errors are RFC 9457 problem details (application/problem+json)."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # The documentation's JavaScript and CSS come from this installation, never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "ImageStatusEnum": "cases.models.Image.Status",
+        "CaseStatusEnum": "cases.models.Case.Status",
+        "ReportStatusEnum": "cases.models.ReportExport.Status",
+        "ReportKindEnum": "cases.models.ReportExport.Kind",
+        "ImageKindEnum": "cases.models.Image.Kind",
+        "ModelKindEnum": "classifier.models.ModelVersion.Kind",
+        "DiagnosisEnum": "cases.models.Case.Diagnosis",
+    },
 }
 
 # --- Security -------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ def test_patients_are_listed_and_created_at_the_users_sites(api, site, patient, 
     created = api.post(reverse("api_patient_list"), {"site": site.pk, "identifier": "P-002"})
     assert created.status_code == 201 and created.json()["site_name"] == site.name
     foreign = api.post(reverse("api_patient_list"), {"site": other_site.pk, "identifier": "X"})
-    assert foreign.status_code == 400 and "site" in foreign.json()
+    assert foreign.status_code == 400 and "site" in foreign.json()["errors"]
     duplicate = api.post(reverse("api_patient_list"), {"site": site.pk, "identifier": "P-001"})
     assert duplicate.status_code == 400
     assert Patient.objects.count() == 2
@@ -56,7 +56,7 @@ def test_cases_are_listed_scoped_and_created(api, patient, case, outsider, other
     created = api.post(reverse("api_case_list"), {"patient": patient.pk, "clinical_notes": "x"})
     assert created.status_code == 201 and created.json()["patient_identifier"] == "P-001"
     refused = api.post(reverse("api_case_list"), {"patient": foreign.pk})
-    assert refused.status_code == 400 and "patient" in refused.json()
+    assert refused.status_code == 400 and "patient" in refused.json()["errors"]
     assert Case.objects.filter(patient=foreign).count() == 1
 
 
@@ -161,6 +161,7 @@ def test_the_token_endpoint_is_locked_after_repeated_failures(clinician, setting
         assert response.status_code == 400
     third = client.post(reverse("api_token"), {"username": "clin", "password": "wrong"})
     assert third.status_code == 429 and "blocked" in third.json()["detail"]
+    assert int(third["Retry-After"]) > 0
     right = client.post(
         reverse("api_token"), {"username": "clin", "password": "pass-for-tests-123"}
     )
