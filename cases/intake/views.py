@@ -28,7 +28,7 @@ from cases.intake.forms import (
 )
 from cases.intake.presenters import case_status_payload
 from cases.intake.services import UploadOutcome
-from cases.review.selectors import case_review_counts
+from cases.review.selectors import case_diagnosis_history, case_review_counts
 
 PAGE_SIZE = 25
 # A plain-form upload of hundreds of bad files must not flood the page with messages.
@@ -109,6 +109,7 @@ def case_detail(request: HttpRequest, case_id: int) -> HttpResponse:
         "case": case,
         "status": case_status_payload(case, page=request.GET.get("page")),
         "history": selectors.case_history(case)[:HISTORY_LIMIT],
+        "diagnoses": case_diagnosis_history(case),
         "can_write": can_write(request.user),
         "notes_form": CaseForm(initial={"clinical_notes": case.clinical_notes}),
         "upload_form": UploadKindForm(),

@@ -274,6 +274,40 @@ def review_queue_new_count(user: AbstractBaseUser) -> int:
     return with_four_eyes_blocked(cases, user).filter(four_eyes_blocked=False).count()
 
 
+@dataclass(frozen=True)
+class DiagnosisEntry:
+    """One step of a case's history of diagnoses: a sign-off (a SignOff row) or a reopen."""
+
+    kind: str  # "signed_off" or "reopened"
+    at: object  # datetime
+    by: str
+    diagnosis: str = ""  # the label, for a sign-off
+    detail: str = ""  # the sign-off's note, or the reopen's reason
+
+
+def case_diagnosis_history(case: Case) -> list[DiagnosisEntry]:
+    """Every sign-off of the case (SignOff rows, kept through reopens) and every reopen with its
+    reason (its audit event), oldest first. Two queries."""
+    entries = [
+        DiagnosisEntry(
+            "signed_off",
+            row.signed_at,
+            row.signed_by.get_username(),
+            row.get_diagnosis_display(),
+            row.note,
+        )
+        for row in case.sign_offs.select_related("signed_by")
+    ]
+    reopens = AuditEvent.objects.filter(case=case, action="case.reopened")
+    entries += [
+        DiagnosisEntry(
+            "reopened", e.created_at, e.actor_name, "", (e.after or {}).get("reason", "")
+        )
+        for e in reopens
+    ]
+    return sorted(entries, key=lambda entry: entry.at)
+
+
 def notifications_unread(user: AbstractBaseUser) -> QuerySet[Notification]:
     return Notification.objects.filter(user=user, read_at__isnull=True)
 

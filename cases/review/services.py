@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from cases.access import is_admin, is_reviewer, require_site_member
 from cases.audit.trail import audit_record
-from cases.models import Case, DomainStatus, Image, Notification, Prediction, Review
+from cases.models import Case, DomainStatus, Image, Notification, Prediction, Review, SignOff
 from cases.reports.exports import report_keep_superseded
 from cases.review.selectors import (
     case_images_with_reviews,
@@ -336,7 +336,23 @@ def case_sign_off(*, case: Case, by, diagnosis: str, note: str = "") -> Case:
     case.sign_off_note = (note or "").strip()
     case.full_clean()
     case.save(update_fields=[*SIGN_OFF_FIELDS, "updated_at"])
-    after = _sign_off_state(case)
+    # The case's columns are the current sign-off; the row is its permanent record (a reopen
+    # blanks the columns and leaves the row).
+    sign_off = SignOff(
+        case=case,
+        signed_by=by,
+        signed_at=case.signed_off_at,
+        diagnosis=case.final_diagnosis,
+        positive_cells=case.final_positive_cells,
+        reviewed_cells=case.final_reviewed_cells,
+        parasitemia=case.final_parasitemia,
+        parasitemia_low=case.final_parasitemia_low,
+        parasitemia_high=case.final_parasitemia_high,
+        note=case.sign_off_note,
+    )
+    sign_off.full_clean()
+    sign_off.save()
+    after = {**_sign_off_state(case), "sign_off": sign_off.pk}
     after["failed_images"] = [img.pk for img in counts.failed_images]
     audit_record(
         actor=by, action="case.signed_off", obj=case, case=case, before=before, after=after

@@ -288,3 +288,12 @@ def test_the_queue_page_offers_no_claim_to_a_reviewer_who_uploaded_images(client
     assert f"Case {ready.pk}" in html
     assert reverse("review_claim", args=[ready.pk]) not in html
     assert "you created it or uploaded its images" in html
+
+
+def test_the_case_page_lists_every_diagnosis_with_the_reopen_reason(client, signed, lab_admin):
+    reviews.case_reopen(case=signed, by=lab_admin, reason="Wrong patient slide")
+    login(client, lab_admin)
+    html = client.get(reverse("case_detail", args=[signed.pk])).content.decode()
+    assert 'id="diagnoses-title"' in html
+    assert "Signed off: Positive" in html  # kept although the reopen blanked the case's columns
+    assert "Reopened" in html and "Wrong patient slide" in html

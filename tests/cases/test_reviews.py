@@ -5,9 +5,22 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 
 from cases.intake import services
-from cases.models import AuditEvent, Case, Notification, Prediction, ReportExport, Review
+from cases.models import (
+    AuditEvent,
+    Case,
+    Notification,
+    Prediction,
+    ReportExport,
+    Review,
+    SignOff,
+)
 from cases.review import services as reviews
-from cases.review.selectors import case_review_counts, review_queue, review_queue_new_count
+from cases.review.selectors import (
+    case_diagnosis_history,
+    case_review_counts,
+    review_queue,
+    review_queue_new_count,
+)
 from cases.summary import wilson_interval
 from tests.cases.review_helpers import add_cells, second_reviewer
 from tests.conftest import make_user
@@ -396,6 +409,63 @@ def test_reopen_unlocks_the_case_and_keeps_the_history(signed, lab_admin, review
     assert Review.objects.filter(image__case=case).count() == 4  # decisions are kept
 
 
+def test_a_sign_off_is_a_row_that_matches_the_current_sign_off(signed, reviewer):
+    (row,) = SignOff.objects.filter(case=signed)
+    assert (row.signed_by, row.signed_at, row.diagnosis) == (
+        reviewer,
+        signed.signed_off_at,
+        signed.final_diagnosis,
+    )
+    assert (row.positive_cells, row.reviewed_cells) == (2, 4)
+    assert (row.parasitemia, row.parasitemia_low, row.parasitemia_high) == (
+        signed.final_parasitemia,
+        signed.final_parasitemia_low,
+        signed.final_parasitemia_high,
+    )
+    assert events("case.signed_off")[0].after["sign_off"] == row.pk
+
+
+def test_a_reopen_leaves_the_earlier_sign_off_and_a_second_one_adds_a_row(
+    signed, lab_admin, reviewer
+):
+    first = SignOff.objects.get(case=signed)
+    case = reviews.case_reopen(case=signed, by=lab_admin, reason="Wrong patient slide")
+    assert case.final_diagnosis == ""  # the case's columns hold the current sign-off only
+    assert SignOff.objects.get(case=case) == first
+    reviews.review_claim(case=case, by=reviewer)
+    image = cells(case)[0]  # the clear positive: the reviewer now calls it debris
+    reviews.review_submit(
+        image=image,
+        by=reviewer,
+        decision="override",
+        label=U,
+        reason_code="stain_debris",
+        reason_text="Precipitate",
+    )
+    reviews.case_sign_off(case=case, by=reviewer, diagnosis="positive", note="Second look")
+    history = case_diagnosis_history(case)
+    assert [(e.kind, e.diagnosis, e.detail) for e in history] == [
+        ("signed_off", "Positive", ""),
+        ("reopened", "", "Wrong patient slide"),
+        ("signed_off", "Positive", "Second look"),
+    ]
+    assert [e.by for e in history] == [reviewer.username, lab_admin.username, reviewer.username]
+    latest, earlier = SignOff.objects.filter(case=case)
+    assert earlier == first and (latest.positive_cells, earlier.positive_cells) == (1, 2)
+
+
+def test_sign_offs_are_never_updated_or_deleted(signed):
+    row = SignOff.objects.get(case=signed)
+    with pytest.raises(PermissionError):
+        row.save()
+    with pytest.raises(PermissionError):
+        row.delete()
+    with pytest.raises(PermissionError):
+        SignOff.objects.filter(case=signed).update(note="changed")
+    with pytest.raises(PermissionError):
+        SignOff.objects.filter(case=signed).delete()
+
+
 def test_a_superuser_can_reopen(signed, django_user_model):
     root = django_user_model.objects.create_superuser("root", password="x-for-tests-123")
     assert reviews.case_reopen(case=signed, by=root, reason="Audit").status == "awaiting_review"
@@ -464,3 +534,23 @@ def test_the_badge_counts_unclaimed_cases_a_reviewer_may_take(ready, reviewer, c
     assert review_queue_new_count(clinician) == 0
     reviews.review_claim(case=ready, by=reviewer)
     assert review_queue_new_count(second_reviewer(site)) == 0
+
+
+def test_the_data_migration_restores_every_sign_off_from_the_audit_trail(
+    signed, lab_admin, reviewer
+):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("cases.migrations.0009_sign_offs")
+    reviews.case_reopen(case=signed, by=lab_admin, reason="Recount")
+    reviews.review_claim(case=signed, by=reviewer)
+    reviews.case_sign_off(case=signed, by=reviewer, diagnosis="positive", note="Again")
+    fields = ["signed_by", "signed_at", "diagnosis", "positive_cells", "reviewed_cells", "note"]
+    fields += ["parasitemia", "parasitemia_low", "parasitemia_high"]
+    written = list(SignOff.objects.order_by("signed_at").values_list(*fields))
+    SignOff._base_manager.all()._raw_delete(SignOff.objects.db)  # as before the migration
+    migration.sign_offs_from_history(apps, None)
+    assert list(SignOff.objects.order_by("signed_at").values_list(*fields)) == written
+    assert len(written) == 2
