@@ -75,7 +75,7 @@ def rate(fn, n_items: int, min_seconds: float = 2.0) -> float:
             return runs * n_items / elapsed
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=256, help="images for the batched paths")
     parser.add_argument("--n-naive", type=int, default=32, help="images for the naive path")
@@ -84,14 +84,12 @@ def main() -> None:
     parser.add_argument("--jit", action="store_true", help="XLA-compile the tf.functions")
     parser.add_argument("--seconds", type=float, default=2.0, help="minimum time per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved measurement rounds")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def measured_paths(model, images: list, args: argparse.Namespace) -> list[tuple]:
+    """(name, fn, images per call) of the four paths: naive, forward only, engine, engine + PNGs."""
     import tensorflow as tf
-
-    images, source = load_images(args.n)
-    model, model_name = load_model(args.model)
-    print(f"images: {len(images)} {source}; model: {model_name}; batch {args.batch_size}")
-    print(f"jit_compile={args.jit}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
 
     # (a) naive: one predict + one eager tape per image.
     submodel = gradcam_submodel(model)
@@ -126,24 +124,37 @@ def main() -> None:
             x = np.stack([to_input(resize_rgb(rgb)) for rgb in chunk])
             forward_step(x).numpy()
 
-    paths = [
+    return [
         ("naive", naive, len(naive_images)),
         ("forward", forward, len(images)),
         ("engine", engine_only, len(images)),
         ("engine_overlay", engine_overlay, len(images)),
     ]
+
+
+def measure(paths: list[tuple], rounds: int, seconds: float) -> dict[str, float]:
+    """Median cells/s of each path over interleaved rounds (printed with every round's rate)."""
     for _name, fn, _n_items in paths:
         fn()  # warm-up: tracing, compilation, first-call allocations
     # Interleaved rounds, median per path: other processes on a shared machine hit every path alike.
     samples: dict[str, list[float]] = {name: [] for name, _fn, _n in paths}
-    for _round in range(args.rounds):
+    for _round in range(rounds):
         for name, fn, n_items in paths:
-            samples[name].append(rate(fn, n_items, args.seconds))
+            samples[name].append(rate(fn, n_items, seconds))
     results = {name: float(np.median(values)) for name, values in samples.items()}
     for name, value in results.items():
         spread = ", ".join(f"{v:.1f}" for v in samples[name])
         print(f"{name:>15}: {value:8.1f} cells/s (median of rounds: {spread})")
+    return results
 
+
+def main() -> None:
+    args = parse_args()
+    images, source = load_images(args.n)
+    model, model_name = load_model(args.model)
+    print(f"images: {len(images)} {source}; model: {model_name}; batch {args.batch_size}")
+    print(f"jit_compile={args.jit}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    results = measure(measured_paths(model, images, args), args.rounds, args.seconds)
     summary = {
         "naive_cells_per_s": round(results["naive"], 1),
         "engine_cells_per_s": round(results["engine"], 1),
@@ -156,7 +167,7 @@ def main() -> None:
         "engine_overlay_over_naive": round(results["engine_overlay"] / results["naive"], 2),
         "engine_excludes": "overlay PNG encoding (see engine_with_overlay_png_cells_per_s)",
         "n": len(images),
-        "n_naive": len(naive_images),
+        "n_naive": len(images[: args.n_naive]),
         "rounds": args.rounds,
         "images": source,
         "model": model_name,

@@ -254,7 +254,7 @@ def run_singles(client: Client, cells, count: int) -> list[float]:
     return latencies
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=1000, help="cells in the batch run")
     parser.add_argument("--singles", type=int, default=20, help="single-image uploads")
@@ -268,57 +268,75 @@ def main() -> None:
     )
     parser.add_argument("--concurrency", type=int, default=1, help="worker processes (one worker)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def measure(platform: Platform, cells, args: argparse.Namespace) -> dict:
+    """Against a started platform: single uploads on an idle system, then the batch run."""
+    use_platform_database(platform.env)
+    from cases.models import Site
+
+    site = Site.objects.filter(members__username="clinician").first()
+    client = Client(platform.url, "clinician", PASSWORD, site.pk)
+    # Warm-up: the worker loads TensorFlow and the model on its first batch.
+    warm_case = client.create_case("BENCH-WARMUP")
+    client.upload(warm_case, cells[-1:])
+    while not client.status(warm_case)["done"]:
+        time.sleep(0.2)
+    singles = run_singles(client, cells[args.n :], args.singles)
+    t0, started, rejected = run_batch(client, cells[: args.n], args.chunk)
+    done = processed_times(started)
+    return {
+        "singles": singles,
+        "started": started,
+        "rejected": rejected,
+        "batch_latencies": [done[pk] - started[pk] for pk in done],
+        # From the first upload request to the last result committed (visible to the page).
+        "elapsed": max(done.values()) - t0,
+    }
+
+
+def figures_of(run: dict, source: str, database_url: str, args: argparse.Namespace) -> dict:
+    singles, latencies, elapsed = run["singles"], run["batch_latencies"], run["elapsed"]
+    return {
+        "n": len(run["started"]),
+        "rejected": run["rejected"],
+        "images": source,
+        "database": database_url.split(":")[0],
+        "broker": args.broker_url.split(":")[0] or "filesystem",
+        "end_to_end_cells_per_s": round(len(run["started"]) / elapsed, 1),
+        "batch_seconds": round(elapsed, 2),
+        "batch_latency_p50_s": round(statistics.median(latencies), 2),
+        "batch_latency_p95_s": round(percentile(latencies, 95), 2),
+        "single_latency_p50_s": round(statistics.median(singles), 3),
+        "single_latency_p95_s": round(percentile(singles, 95), 3),
+        "singles": len(singles),
+        "worker_concurrency": args.concurrency,
+    }
+
+
+def main() -> None:
+    args = parse_args()
     var_dir = Path(tempfile.mkdtemp(prefix="malaria-bench-"))
     database_url = args.database_url or f"sqlite:///{var_dir / 'db.sqlite3'}"
     cells, source = load_cells(args.n + args.singles)
     platform = Platform(var_dir, database_url, args.broker_url, args.model_dir, args.concurrency)
     try:
         platform.start()
-        use_platform_database(platform.env)
-        from cases.models import Site
-
-        site = Site.objects.filter(members__username="clinician").first()
-        client = Client(platform.url, "clinician", PASSWORD, site.pk)
-        # Warm-up: the worker loads TensorFlow and the model on its first batch.
-        warm_case = client.create_case("BENCH-WARMUP")
-        client.upload(warm_case, cells[-1:])
-        while not client.status(warm_case)["done"]:
-            time.sleep(0.2)
-        singles = run_singles(client, cells[args.n :], args.singles)
-        t0, started, rejected = run_batch(client, cells[: args.n], args.chunk)
-        done = processed_times(started)
-        batch_latencies = [done[pk] - started[pk] for pk in done]
-        # From the first upload request to the last result committed (visible to the page).
-        elapsed = max(done.values()) - t0
+        run = measure(platform, cells, args)
     finally:
         platform.stop()
         if not args.keep:
             shutil.rmtree(var_dir, ignore_errors=True)
 
-    figures = {
-        "n": len(started),
-        "rejected": rejected,
-        "images": source,
-        "database": database_url.split(":")[0],
-        "broker": args.broker_url.split(":")[0] or "filesystem",
-        "end_to_end_cells_per_s": round(len(started) / elapsed, 1),
-        "batch_seconds": round(elapsed, 2),
-        "batch_latency_p50_s": round(statistics.median(batch_latencies), 2),
-        "batch_latency_p95_s": round(percentile(batch_latencies, 95), 2),
-        "single_latency_p50_s": round(statistics.median(singles), 3),
-        "single_latency_p95_s": round(percentile(singles, 95), 3),
-        "singles": len(singles),
-        "worker_concurrency": args.concurrency,
-    }
+    figures = figures_of(run, source, database_url, args)
     print(
         f"batch of {figures['n']} cells: {figures['end_to_end_cells_per_s']} cells/s end to end, "
         f"latency p50 {figures['batch_latency_p50_s']} s, p95 {figures['batch_latency_p95_s']} s"
     )
     print(
         f"single image on an idle system: p50 {figures['single_latency_p50_s']} s, "
-        f"p95 {figures['single_latency_p95_s']} s over {len(singles)} uploads"
+        f"p95 {figures['single_latency_p95_s']} s over {figures['singles']} uploads"
     )
     print(json.dumps(figures))
 

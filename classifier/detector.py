@@ -20,13 +20,14 @@ Keras is imported lazily; the web process imports this module only for its const
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from classifier.cells import CellBox, clip_box, touches_border
+from classifier.hashing import sha256_of
+from classifier.preprocess import check_shape
 
 CELL_PX = 40.0  # typical red cell diameter, in pixels of the rescaled ("work") field
 STRIDE = 4  # the output grid is this much coarser than the work field
@@ -253,10 +254,8 @@ class Detector:
         """Load a .keras detector; with expected_sha256, refuse a file whose hash differs."""
         import keras
 
-        with open(path, "rb") as handle:
-            data = handle.read()
         if expected_sha256 is not None:
-            actual = hashlib.sha256(data).hexdigest()
+            actual = sha256_of(path)
             if actual != expected_sha256:
                 raise DetectorIntegrityError(
                     f"detector file {path} has sha256 {actual}, the registry expects {expected_sha256}"
@@ -280,7 +279,11 @@ class Detector:
         return fn(batch)
 
     def detect(self, rgb_uint8: np.ndarray, threshold: float | None = None) -> list[CellBox]:
-        """Every red cell of a field, in the field's pixels (border cells flagged)."""
+        """Every red cell of a field, in the field's pixels (border cells flagged).
+
+        Raises classifier.preprocess.ImageShapeError for an image that cannot be a field.
+        """
+        check_shape(rgb_uint8, "field")
         height, width = rgb_uint8.shape[:2]
         scale = work_scale(rgb_uint8)
         output = self.raw_output(to_work(rgb_uint8, scale))

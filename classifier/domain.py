@@ -197,22 +197,8 @@ def build_reference(
     if len(groups) < 5:
         raise ValueError(f"a domain reference needs at least 5 groups of {min_cells}+ cells")
     features = np.concatenate([np.asarray(f, np.float64) for f, _ in groups.values()])
-    mean = features.mean(axis=0)
-    std = np.maximum(features.std(axis=0), 1e-3 * max(float(features.std()), 1e-6))
-    z = (features - mean) / std
-    _, _, vt = np.linalg.svd(z - z.mean(axis=0), full_matrices=False)
-    axes = vt[:pca_dims]
-    # A principal axis has no sign: fix one so that the same data always gives the same reference.
-    axes *= np.where(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)] < 0, -1.0, 1.0)[
-        :, None
-    ]
-    reference: dict = {
-        "version": VERSION,
-        "feature_mean": mean.round(6).tolist(),
-        "feature_std": std.round(6).tolist(),
-        "pca_axes": axes.round(6).tolist(),
-    }
-    names = sorted(groups)
+    reference: dict = {"version": VERSION, **feature_projection(features, pca_dims)}
+    n_axes, names = len(reference["pca_axes"]), sorted(groups)
     descriptors = np.stack(
         [group_descriptor(cell_vectors(*groups[name], reference)) for name in names]
     )
@@ -227,28 +213,41 @@ def build_reference(
         limit=limit,
         flag_rate=flag_rate,
         min_cells=min_cells,
-        descriptor_keys=[*COLOUR_KEYS, *(f"pc{i + 1}" for i in range(len(axes))), "distance"],
-        calibration={
-            source: {
-                "groups": int(sum(s == source for s in group_sources.values())),
-                "flagged_leave_one_out": round(
-                    float(
-                        np.mean(
-                            [
-                                loo[i] > limit
-                                for i, n in enumerate(names)
-                                if group_sources[n] == source
-                            ]
-                        )
-                    ),
-                    4,
-                ),
-            }
-            for source in sorted(set(group_sources.values()))
-        },
+        descriptor_keys=[*COLOUR_KEYS, *(f"pc{i + 1}" for i in range(n_axes)), "distance"],
+        calibration=flagged_per_source(loo, limit, [group_sources[n] for n in names]),
     )
     reference["key"] = reference_key(reference)
     return reference
+
+
+def feature_projection(features: np.ndarray, pca_dims: int = PCA_DIMS) -> dict:
+    """The standardisation and principal axes of the features (n, 128), rounded for JSON."""
+    mean = features.mean(axis=0)
+    std = np.maximum(features.std(axis=0), 1e-3 * max(float(features.std()), 1e-6))
+    z = (features - mean) / std
+    _, _, vt = np.linalg.svd(z - z.mean(axis=0), full_matrices=False)
+    axes = vt[:pca_dims]
+    # A principal axis has no sign: fix one so that the same data always gives the same reference.
+    axes *= np.where(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)] < 0, -1.0, 1.0)[
+        :, None
+    ]
+    return {
+        "feature_mean": mean.round(6).tolist(),
+        "feature_std": std.round(6).tolist(),
+        "pca_axes": axes.round(6).tolist(),
+    }
+
+
+def flagged_per_source(loo: np.ndarray, limit: float, sources: list[str]) -> dict:
+    """Per source: its number of groups and the share of them that leave-one-out flags."""
+    calibration = {}
+    for source in sorted(set(sources)):
+        flagged = [score > limit for score, s in zip(loo, sources, strict=True) if s == source]
+        calibration[source] = {
+            "groups": len(flagged),
+            "flagged_leave_one_out": round(float(np.mean(flagged)), 4),
+        }
+    return calibration
 
 
 def leave_one_out_scores(descriptors: np.ndarray) -> np.ndarray:

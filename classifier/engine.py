@@ -6,7 +6,7 @@ pass per image. Grad-CAM target: the pre-sigmoid logit of the single output unit
 the last Dense layer's weights, so it is exact rather than log(p/(1-p)) of a rounded p). Gradients
 of the logit are free of sigmoid saturation, so confident cells still get a meaningful map.
 
-Calibration: p = sigmoid(logit / temperature); label "parasitized" when p >= threshold. A cell that
+Calibration (classifier.calibration): p = sigmoid(logit / temperature); label "parasitized" when p >= threshold. A cell that
 fails the quality gate (classifier.quality) gets the label "ungradable" instead: the model's
 opinion is kept in ``model_label`` but it is never presented as a confident result.
 
@@ -16,7 +16,6 @@ result type) is safe in the web process.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,8 +24,10 @@ from typing import Any
 import numpy as np
 
 from classifier.architecture import INPUT_SIZE, LAST_CONV_LAYER
+from classifier.calibration import calibrate
 from classifier.domain import cell_colour
-from classifier.preprocess import resize_rgb, to_input
+from classifier.hashing import sha256_of
+from classifier.preprocess import check_shape, resize_rgb, to_input
 from classifier.quality import QualityResult, assess
 
 LABEL_PARASITIZED = "parasitized"
@@ -42,15 +43,6 @@ class ModelIntegrityError(RuntimeError):
     """The model file's SHA-256 does not match the registry: it is refused, never loaded."""
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 @dataclass(frozen=True)
 class CellResult:
     """The analysis of one cell image."""
@@ -64,14 +56,6 @@ class CellResult:
     features: np.ndarray  # float32 (128,), the 'dense' layer output (quality gate input)
     quality: QualityResult
     colour: np.ndarray | None = None  # float32 (6,), classifier.domain.cell_colour (domain guard)
-
-
-def calibrate(logit: np.ndarray | float, temperature: float) -> np.ndarray:
-    """Temperature-scaled probability sigmoid(logit / T), computed stably."""
-    z = np.asarray(logit, dtype=np.float64) / float(temperature)
-    return np.where(
-        z >= 0, 1.0 / (1.0 + np.exp(-np.abs(z))), 1.0 - 1.0 / (1.0 + np.exp(-np.abs(z)))
-    )
 
 
 def upsample_heatmap(cam: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -114,7 +98,7 @@ class Engine:
         **kwargs: Any,
     ) -> Engine:
         """Load a .keras file after checking its SHA-256 (fail closed: mismatch -> no load)."""
-        actual = file_sha256(path)
+        actual = sha256_of(path)
         if actual.lower() != (expected_sha256 or "").strip().lower():
             raise ModelIntegrityError(
                 f"model file {os.fspath(path)!r} has SHA-256 {actual}, but the registry expects "
@@ -149,7 +133,14 @@ class Engine:
         return np.concatenate(parts) if parts else np.zeros((0, 128), np.float32)
 
     def analyse(self, images: Sequence[np.ndarray]) -> list[CellResult]:
-        """Analyse RGB uint8 cell crops of any size; one compiled call per batch_size images."""
+        """Analyse RGB uint8 cell crops of any size; one compiled call per batch_size images.
+
+        Raises classifier.preprocess.ImageShapeError, before any work, when one of the images
+        cannot be a cell (check each with classifier.preprocess.check_shape(rgb, "cell") first
+        to fail only that one).
+        """
+        for rgb in images:
+            check_shape(np.asarray(rgb), "cell")
         results: list[CellResult] = []
         for start in range(0, len(images), self.batch_size):
             results.extend(self._analyse_chunk(images[start : start + self.batch_size]))

@@ -6,6 +6,7 @@ into the network's input: 150x150, float32 in [0, 1]. No Django or TensorFlow im
 """
 
 import io
+from typing import Literal
 
 import numpy as np
 from PIL import Image as PILImage
@@ -13,9 +14,38 @@ from PIL import ImageOps
 
 from classifier.architecture import INPUT_SIZE
 
+# A field photograph is at most about 2:1 and a cell crop, even one cut by the field's edge, about
+# 3:1: an image far thinner than either is neither (and crashes OpenCV's resizing further on).
+MAX_ASPECT_RATIO = 10.0
+MIN_FIELD_SIDE = 32  # pixels: the detector and the segmentation need a few cells' worth
+# pixels: a detected cell cut by the field's edge can be a sliver; only a single pixel is refused
+MIN_CELL_SIDE = 2
+
 
 class ImageDecodeError(ValueError):
     """The bytes are not an image this platform can read; the message says why."""
+
+
+class ImageShapeError(ValueError):
+    """The image decodes, but its size cannot be a microscope field or a cell (a strip thousands
+    of pixels long and a few wide, a single pixel): refused before any OpenCV or network call,
+    with a message for the user (e.g. "image is 20000×8 pixels: too narrow to be a microscope
+    field or a cell")."""
+
+
+def check_shape(rgb: np.ndarray, kind: Literal["field", "cell"]) -> None:
+    """Raise ImageShapeError unless an (H, W[, 3]) image can be a microscope field or a cell."""
+    height, width = rgb.shape[:2]
+    short, long = min(height, width), max(height, width)
+    if short == 0 or long / short > MAX_ASPECT_RATIO:
+        raise ImageShapeError(
+            f"image is {width}×{height} pixels: too narrow to be a microscope field or a cell"
+        )
+    minimum, name = (
+        (MIN_FIELD_SIDE, "microscope field") if kind == "field" else (MIN_CELL_SIDE, "cell")
+    )
+    if short < minimum:
+        raise ImageShapeError(f"image is {width}×{height} pixels: too small to be a {name}")
 
 
 def _to_rgb(img: PILImage.Image) -> PILImage.Image:

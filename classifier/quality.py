@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from classifier.architecture import INPUT_SIZE
-from classifier.preprocess import resize_rgb
+from classifier.preprocess import check_shape, resize_rgb
 
 FLAG_BLANK = "blank frame"
 FLAG_OVEREXPOSED = "over-exposed"
@@ -63,9 +63,12 @@ def image_metrics(rgb_uint8: np.ndarray, padding_level: float = 20.0) -> dict[st
     """Image statistics at 150x150 (see the module docstring); all plain floats.
 
     Written with OpenCV masked reductions rather than numpy fancy indexing: it runs for every
-    cell the engine sees, and costs well under a millisecond per image.
+    cell the engine sees, and costs well under a millisecond per image. Raises
+    classifier.preprocess.ImageShapeError for an image that cannot be a cell.
     """
     import cv2
+
+    check_shape(rgb_uint8, "cell")
 
     rgb = resize_rgb(np.ascontiguousarray(rgb_uint8, dtype=np.uint8), INPUT_SIZE)
     hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV)

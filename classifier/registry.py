@@ -7,16 +7,15 @@ training/, and no TensorFlow. Activation writes audit events and therefore lives
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
 
 from django.core.files import File
 from django.db import transaction
 
+from classifier.hashing import sha256_of
 from classifier.models import ModelVersion
 
 _CHUNK = 1 << 20
@@ -24,19 +23,6 @@ _CHUNK = 1 << 20
 
 class ModelFileError(Exception):
     """A version's model file is missing or does not match its recorded SHA-256."""
-
-
-def sha256_of(source: str | Path | IO[bytes]) -> str:
-    """Hex SHA-256 of a file path or an open binary file (read in chunks, rewound after)."""
-    digest = hashlib.sha256()
-    if isinstance(source, str | Path):
-        with open(source, "rb") as handle:
-            return sha256_of(handle)
-    source.seek(0)
-    for chunk in iter(lambda: source.read(_CHUNK), b""):
-        digest.update(chunk)
-    source.seek(0)
-    return digest.hexdigest()
 
 
 @transaction.atomic

@@ -10,7 +10,7 @@ import threading
 from django.conf import settings
 
 from classifier.models import ModelVersion
-from classifier.registry import ModelFileError, local_model_file
+from classifier.registry import ModelFileError, active_version, local_model_file
 
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -50,7 +50,7 @@ def active_engine() -> tuple[ModelVersion, object]:
     Raises NoActiveModelError, or classifier.engine.ModelIntegrityError when the stored file's
     SHA-256 differs from the registry row (the model is then refused, never used).
     """
-    version = ModelVersion.objects.filter(kind=ModelVersion.Kind.CLASSIFIER, is_active=True).first()
+    version = active_version(ModelVersion.Kind.CLASSIFIER)
     if version is None:
         raise NoActiveModelError(
             "No model version is active. Activate one with `python manage.py activate_model NAME`."
@@ -74,7 +74,7 @@ def active_detector() -> tuple[ModelVersion, object]:
     """
     from classifier.detector import Detector, DetectorIntegrityError
 
-    version = ModelVersion.objects.filter(kind=ModelVersion.Kind.DETECTOR, is_active=True).first()
+    version = active_version(ModelVersion.Kind.DETECTOR)
     if version is None:
         raise NoActiveModelError(
             "No cell detector is active: field photographs cannot be analysed. Run "

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from classifier.cells import CellBox
+from classifier.preprocess import check_shape
 
 WORK_SIZE = 800  # long side, pixels, at which segmentation runs
 MIN_AREA_FRACTION = 0.2  # of the median cell area
@@ -70,7 +71,11 @@ def split_touching(mask: np.ndarray, distance: np.ndarray, radius: float) -> np.
 
 
 def segment_cells(rgb_uint8: np.ndarray) -> list[CellBox]:
-    """Boxes (with masks) of the cells in a field photograph, in reading order."""
+    """Boxes (with masks) of the cells in a field photograph, in reading order.
+
+    Raises classifier.preprocess.ImageShapeError for an image that cannot be a field.
+    """
+    check_shape(rgb_uint8, "field")
     height, width = rgb_uint8.shape[:2]
     scale = min(1.0, WORK_SIZE / max(height, width))
     small = cv2.resize(rgb_uint8, (round(width * scale), round(height * scale)), cv2.INTER_AREA)

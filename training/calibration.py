@@ -3,7 +3,8 @@
 The network ends in a sigmoid; its *logit* is the input of that sigmoid. Temperature scaling
 divides the logit by T before the sigmoid: calibrated p = sigmoid(logit / T). T is fitted on the
 validation data by minimising the negative log-likelihood. The stored threshold applies to this
-calibrated probability (p >= threshold -> parasitized).
+calibrated probability (p >= threshold -> parasitized). The probability itself is computed by
+classifier.calibration.calibrate, the function the engine serves with, never here.
 """
 
 from __future__ import annotations
@@ -30,20 +31,10 @@ THRESHOLD_RULE = {
 _EPS = 1e-7
 
 
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    z = np.asarray(z, np.float64)
-    return 0.5 * (1.0 + np.tanh(0.5 * z))  # stable for large |z|
-
-
 def logit(p: np.ndarray) -> np.ndarray:
     """Inverse sigmoid of probabilities (clipped; prefer exact logits where available)."""
     p = np.clip(np.asarray(p, np.float64), _EPS, 1.0 - _EPS)
     return np.log(p) - np.log1p(-p)
-
-
-def calibrate(logits: np.ndarray, temperature: float) -> np.ndarray:
-    """Calibrated probabilities sigmoid(logit / T)."""
-    return sigmoid(np.asarray(logits, np.float64) / float(temperature))
 
 
 def nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:

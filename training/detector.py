@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from classifier import detector as det
+from training.run import half_cosine
 from training.smears import AnnotatedField, DetectionTally, load_fields, split_fields
 
 Log = Callable[[str], None]
@@ -194,8 +195,7 @@ def _model_and_state(config: DetectorConfig, state: dict | None, log: Log):
 def cosine_lr(config: DetectorConfig, epoch: int) -> float:
     """The learning rate of a 1-based epoch: half a cosine from learning_rate to min_lr."""
     progress = (epoch - 1) / max(config.epochs - 1, 1)
-    span = config.learning_rate - config.min_lr
-    return config.min_lr + 0.5 * span * (1 + math.cos(math.pi * progress))
+    return half_cosine(config.learning_rate, config.min_lr, progress)
 
 
 def _windows(prepared: Sequence[PreparedField], config: DetectorConfig, rng) -> tuple:

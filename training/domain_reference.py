@@ -17,7 +17,8 @@ import numpy as np
 
 from classifier import domain
 from classifier.models import ModelVersion
-from training.evaluate import load_evaluation_data, load_verified_model, logits_and_features
+from training.evaluate import load_evaluation_data, load_verified_model
+from training.pipeline import logits_and_features
 
 PER_GROUP = 60  # cells per group: the descriptor is a median, and a patient holds ~150 cells
 SOURCE_NAMES = {"nih": "nih", "smear": "smear"}

@@ -30,15 +30,15 @@ from django.core.files.storage import default_storage
 
 from classifier import domain
 from classifier.architecture import INPUT_SIZE
+from classifier.calibration import calibrate
 from classifier.cells import CellBox, clip_box, cut_cell
-from classifier.engine import FEATURE_LAYER
 from classifier.models import ModelVersion
 from classifier.preprocess import resize_rgb
 from classifier.registry import active_version, local_model_file
 from training import calibration, plots
 from training.data import Example, decode_all, list_folder, split_by_group
 from training.metrics import summarize
-from training.pipeline import image_batches
+from training.pipeline import logits_and_features
 from training.smears import (
     PARASITE_STAGES,
     UNINFECTED_TYPES,
@@ -206,21 +206,6 @@ def smear_cells(fields: list[AnnotatedField]) -> EvaluationData:
     )
 
 
-def logits_and_features(model, images: np.ndarray, batch_size: int = 64):
-    """The pre-sigmoid logits (n,) and penultimate features (n, 128) in one pass."""
-    import keras
-
-    head = model.get_layer("probability")
-    extractor = keras.Model(model.inputs, [model.get_layer(FEATURE_LAYER).output, head.input])
-    kernel, bias = (np.asarray(w, np.float64) for w in head.get_weights())
-    logits, features = [np.zeros(0)], [np.zeros((0, kernel.shape[0]), np.float32)]
-    for batch in image_batches(images, batch_size):
-        feats, penultimate = extractor(batch, training=False)
-        logits.append(np.asarray(penultimate, np.float64) @ kernel[:, 0] + bias[0])
-        features.append(np.asarray(feats, np.float32))
-    return np.concatenate(logits), np.concatenate(features)
-
-
 def domain_flags(
     groups: np.ndarray, features: np.ndarray, colours: np.ndarray, reference: dict | None
 ) -> dict:
@@ -261,7 +246,7 @@ def evaluate_version(
         cells = load_evaluation_data(data, split, val_fraction)
     labels, groups = cells.labels, cells.groups
     logits, features = logits_and_features(load_verified_model(version), cells.images)
-    probabilities = calibration.calibrate(logits, version.temperature)
+    probabilities = calibrate(logits, version.temperature)
     result = summarize(labels, probabilities, groups, version.threshold, reps, seed)
     result.update(layout=cells.layout, split=split, group_unit=GROUP_UNITS[cells.layout])
     if cells.layout == "smear":

@@ -13,8 +13,9 @@ import json
 import shutil
 from pathlib import Path
 
+from classifier.hashing import sha256_of
 from classifier.models import ModelVersion
-from classifier.registry import local_model_file, sha256_of
+from classifier.registry import local_model_file
 from training.card import write_card
 
 CALIBRATION_NOTE = (

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from classifier.calibration import calibrate
 from training import calibration
 from training.metrics import summarize
 from training.pipeline import predict_logits
@@ -27,12 +28,12 @@ def calibrate_on_validation(config: TrainConfig, run: RunData, model) -> dict:
     y, target = run.labels[run.val_idx], config.sensitivity_target
     logits = predict_logits(model, run.images[run.val_idx])
     temperature = calibration.fit_temperature(logits, y)
-    probabilities = calibration.calibrate(logits, temperature)
+    probabilities = calibrate(logits, temperature)
     candidates = {"validation": calibration.choose_threshold(probabilities, y, target)}
     if config.threshold_rule == "validation+training":
         # The same temperature applies; the training images are seen without augmentation.
         y_train = run.labels[run.train_idx]
-        train_probabilities = calibration.calibrate(
+        train_probabilities = calibrate(
             predict_logits(model, run.images[run.train_idx]), temperature
         )
         candidates["training"] = calibration.choose_threshold(train_probabilities, y_train, target)
@@ -51,7 +52,7 @@ def calibrate_on_validation(config: TrainConfig, run: RunData, model) -> dict:
             probabilities,
             threshold,
         )
-    raw = calibration.calibrate(logits, 1.0)
+    raw = calibrate(logits, 1.0)
     metrics["calibration"] = {
         "nll_before": calibration.nll(logits, y, 1.0),
         "nll_after": calibration.nll(logits, y, temperature),

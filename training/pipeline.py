@@ -136,19 +136,27 @@ def image_batches(images: np.ndarray, batch_size: int):
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def predict_logits(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """The network's pre-sigmoid outputs (exact, not inverted from rounded probabilities).
+def logits_and_features(model, images: np.ndarray, batch_size: int = 64):
+    """The pre-sigmoid logits (n,) and penultimate features (n, 128) in one pass.
 
-    The last layer ("probability") is Dense + sigmoid; its logit is its input times its kernel
-    plus its bias, so a sub-model up to that layer's input gives it without loss of precision.
+    The logit is the final layer's input times its kernel plus its bias (float64), exact rather
+    than inverted from a rounded probability.
     """
     import keras
 
-    head = model.get_layer("probability")
-    features = keras.Model(model.inputs, head.input)
+    from classifier.engine import FEATURE_LAYER, OUTPUT_LAYER
+
+    head = model.get_layer(OUTPUT_LAYER)
+    extractor = keras.Model(model.inputs, [model.get_layer(FEATURE_LAYER).output, head.input])
     kernel, bias = (np.asarray(w, np.float64) for w in head.get_weights())
-    outputs = []
+    logits, features = [np.zeros(0)], [np.zeros((0, kernel.shape[0]), np.float32)]
     for batch in image_batches(images, batch_size):
-        h = np.asarray(features(batch, training=False), np.float64)
-        outputs.append(h @ kernel[:, 0] + bias[0])
-    return np.concatenate(outputs) if outputs else np.zeros(0)
+        feats, penultimate = extractor(batch, training=False)
+        logits.append(np.asarray(penultimate, np.float64) @ kernel[:, 0] + bias[0])
+        features.append(np.asarray(feats, np.float32))
+    return np.concatenate(logits), np.concatenate(features)
+
+
+def predict_logits(model, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """The network's pre-sigmoid outputs (exact, not inverted from rounded probabilities)."""
+    return logits_and_features(model, images, batch_size)[0]

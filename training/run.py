@@ -99,8 +99,13 @@ def write_json(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
+def half_cosine(high: float, low: float, progress: float) -> float:
+    """From high at progress 0 down to low at progress 1 along half a cosine (the LR schedule
+    of both the classifier's and the detector's runs)."""
+    return float(low + (high - low) * 0.5 * (1.0 + np.cos(np.pi * min(progress, 1.0))))
+
+
 def cosine_lr(config: TrainConfig, epoch: int) -> float:
     """The learning rate of a 0-based epoch under the cosine schedule."""
     progress = epoch / max(config.epochs - 1, 1)
-    span = config.learning_rate - config.min_lr
-    return float(config.min_lr + span * 0.5 * (1.0 + np.cos(np.pi * min(progress, 1.0))))
+    return half_cosine(config.learning_rate, config.min_lr, progress)

@@ -163,7 +163,7 @@ def _warm_start(model, config: TrainConfig, log: Log) -> None:
     """Copy the weights of config.init_from (hash-checked) into the fresh network."""
     import keras
 
-    from classifier.registry import sha256_of
+    from classifier.hashing import sha256_of
 
     digest = sha256_of(config.init_from)
     if config.init_sha256 and digest != config.init_sha256:

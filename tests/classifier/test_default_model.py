@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from classifier.engine import LABEL_UNGRADABLE, Engine, file_sha256
+from classifier.engine import LABEL_UNGRADABLE, Engine
+from classifier.hashing import sha256_of
 from classifier.preprocess import decode_image
 from classifier.synthetic import make_cell
 
@@ -32,7 +33,7 @@ def engine(manifest) -> Engine:
 
 
 def test_the_shipped_file_matches_its_manifest_and_card(manifest):
-    assert file_sha256(FOLDER / manifest["file"]) == manifest["sha256"]
+    assert sha256_of(FOLDER / manifest["file"]) == manifest["sha256"]
     assert (FOLDER / manifest["file"]).stat().st_size < 30 * 1024 * 1024
     card = json.loads((FOLDER / "card.json").read_text())
     assert "decision support" in json.dumps(card).lower()

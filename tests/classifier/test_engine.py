@@ -3,17 +3,17 @@
 import numpy as np
 import pytest
 
+from classifier.calibration import calibrate
 from classifier.engine import (
     LABEL_PARASITIZED,
     LABEL_UNGRADABLE,
     LABEL_UNINFECTED,
     Engine,
     ModelIntegrityError,
-    calibrate,
-    file_sha256,
     upsample_heatmap,
 )
 from classifier.gradcam_reference import naive_gradcam
+from classifier.hashing import sha256_of
 from classifier.preprocess import resize_rgb, to_input
 from classifier.synthetic import make_cell
 from classifier.testing import synthetic_batch
@@ -91,7 +91,7 @@ def test_a_frame_failing_the_quality_gate_is_ungradable(tiny_engine):
 
 
 def test_load_checks_the_hash_and_loads_a_matching_file(tiny_model_path):
-    engine = Engine.load(tiny_model_path, file_sha256(tiny_model_path), threshold=0.3)
+    engine = Engine.load(tiny_model_path, sha256_of(tiny_model_path), threshold=0.3)
     assert engine.threshold == 0.3
     assert engine.analyse([make_cell(np.random.default_rng(0), True)])[0].heatmap.shape == (
         120,
@@ -109,4 +109,4 @@ def test_load_refuses_a_file_whose_hash_does_not_match_before_loading(tiny_model
     wrong = "0" * 64
     with pytest.raises(ModelIntegrityError) as info:
         Engine.load(tiny_model_path, wrong)
-    assert wrong in str(info.value) and file_sha256(tiny_model_path) in str(info.value)
+    assert wrong in str(info.value) and sha256_of(tiny_model_path) in str(info.value)

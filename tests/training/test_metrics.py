@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from classifier.calibration import calibrate
 from training import calibration
 from training.metrics import bootstrap_ci, metrics_at, roc_auc, summarize
 
@@ -73,7 +74,7 @@ def test_the_threshold_is_the_highest_with_the_target_sensitivity():
 def test_temperature_scaling_recovers_a_known_temperature():
     rng = np.random.default_rng(0)
     true_logits = rng.normal(0, 2, 20000)
-    labels = (rng.uniform(size=true_logits.size) < calibration.sigmoid(true_logits)).astype(int)
+    labels = (rng.uniform(size=true_logits.size) < calibrate(true_logits, 1.0)).astype(int)
     overconfident = true_logits * 3.0
     assert calibration.fit_temperature(overconfident, labels) == pytest.approx(3.0, rel=0.05)
     nll_raw = calibration.nll(overconfident, labels, 1.0)

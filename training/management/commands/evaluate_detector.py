@@ -6,7 +6,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from classifier.registry import ModelFileError
+from classifier.registry import ModelFileError, active_version
 
 
 class Command(BaseCommand):
@@ -40,7 +40,7 @@ class Command(BaseCommand):
         if options["model_version"]:
             version = versions.filter(name=options["model_version"]).first()
         else:
-            version = versions.filter(is_active=True).first()
+            version = active_version(ModelVersion.Kind.DETECTOR)
         if version is None:
             wanted = options["model_version"] or "active"
             raise CommandError(f"no {wanted} detector version (see list_models)")

@@ -39,83 +39,14 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--data", help="folder with Parasitized/ and Uninfected/ images")
-        parser.add_argument("--epochs", type=int, help="maximum number of epochs (default 30)")
-        parser.add_argument("--batch-size", type=int, help="default 32")
-        parser.add_argument("--learning-rate", type=float, help="Adam learning rate (1e-3)")
-        parser.add_argument("--val-fraction", type=float, help="share of patients (0.2)")
-        parser.add_argument("--seed", type=int, help="split / initialisation seed (42)")
-        parser.add_argument("--name", help="version name (slug); default cnn-<timestamp>")
-        parser.add_argument("--output", help="run folder (default var/training/<name>)")
-        parser.add_argument(
-            "--resume",
-            action="store_true",
-            help="continue the run in --output (or var/training/<name>)",
-        )
-        parser.add_argument(
-            "--include-reviewed",
-            action="store_true",
-            help="add every reviewer-confirmed or -overridden image with the reviewer's label",
-        )
-        parser.add_argument(
-            "--smears",
-            help="also train on the cells of an annotated smear folder (annotations.json + "
-            "images/, IML layout), cut from their boxes as the field path cuts detected cells",
-        )
-        parser.add_argument(
-            "--smear-val-fraction",
-            type=float,
-            help="share of the smear fields (the last ones by name) held out to validate (0.15)",
-        )
-        parser.add_argument(
-            "--smear-positive-repeat",
-            type=int,
-            help="times each parasitized smear cell is seen per epoch (1; they are rare)",
-        )
-        parser.add_argument(
-            "--ema-momentum",
-            type=float,
-            help="validate, early-stop on and ship an exponential moving average of the weights",
-        )
-        parser.add_argument(
-            "--max-minutes", type=float, help="stop after the epoch that would overrun this"
-        )
-        parser.add_argument(
-            "--lr-schedule",
-            choices=LR_SCHEDULES,
-            help="plateau (default): halve the LR when validation loss stalls; cosine: decay "
-            "it from --learning-rate to --min-lr over --epochs",
-        )
-        parser.add_argument("--min-lr", type=float, help="lowest learning rate (1e-5)")
-        parser.add_argument(
-            "--dropout", type=float, help="dropout rate before and after Dense(128) (0.5)"
-        )
-        parser.add_argument(
-            "--label-smoothing",
-            type=float,
-            help="train towards s/2 and 1 - s/2 instead of 0 and 1 (0; e.g. 0.1 for noisy labels)",
-        )
-        parser.add_argument(
-            "--colour-jitter",
-            type=float,
-            help="scale the brightness, contrast, saturation and hue augmentation (1.0)",
-        )
-        parser.add_argument(
-            "--stop-patience",
-            type=int,
-            help="epochs without a lower validation loss before stopping early (6)",
-        )
-        parser.add_argument(
-            "--threshold-rule",
-            choices=THRESHOLD_RULES,
-            help="where the sensitivity target (0.97) must be met when choosing the operating "
-            "threshold (default validation+training: the lower of the two thresholds)",
-        )
-        parser.add_argument(
-            "--init-from",
-            help="warm start: a registered version's name or a .keras file of this architecture "
-            "(fine-tuning, e.g. on reviewed images of a new site)",
-        )
+        for add in (
+            _add_run_arguments,
+            _add_data_arguments,
+            _add_optimiser_arguments,
+            _add_augmentation_and_stopping_arguments,
+            _add_calibration_and_start_arguments,
+        ):
+            add(parser)
 
     def handle(self, *args, **options):
         from training.train import train
@@ -151,8 +82,9 @@ class Command(BaseCommand):
         """Resolve --init-from: a version (hash-checked, copied into the run) or a file."""
         import shutil
 
+        from classifier.hashing import sha256_of
         from classifier.models import ModelVersion
-        from classifier.registry import ModelFileError, local_model_file, sha256_of
+        from classifier.registry import ModelFileError, local_model_file
 
         version = ModelVersion.objects.filter(name=value).first()
         if version is None:
@@ -210,3 +142,100 @@ class Command(BaseCommand):
             **overrides,
         )
         return config, False
+
+
+def _add_run_arguments(parser) -> None:
+    """The data folder, the basic fit options, the version's name and its run folder."""
+    parser.add_argument("--data", help="folder with Parasitized/ and Uninfected/ images")
+    parser.add_argument("--epochs", type=int, help="maximum number of epochs (default 30)")
+    parser.add_argument("--batch-size", type=int, help="default 32")
+    parser.add_argument("--learning-rate", type=float, help="Adam learning rate (1e-3)")
+    parser.add_argument("--val-fraction", type=float, help="share of patients (0.2)")
+    parser.add_argument("--seed", type=int, help="split / initialisation seed (42)")
+    parser.add_argument("--name", help="version name (slug); default cnn-<timestamp>")
+    parser.add_argument("--output", help="run folder (default var/training/<name>)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --output (or var/training/<name>)",
+    )
+
+
+def _add_data_arguments(parser) -> None:
+    """More training data: reviewed images and an annotated smear folder."""
+    parser.add_argument(
+        "--include-reviewed",
+        action="store_true",
+        help="add every reviewer-confirmed or -overridden image with the reviewer's label",
+    )
+    parser.add_argument(
+        "--smears",
+        help="also train on the cells of an annotated smear folder (annotations.json + "
+        "images/, IML layout), cut from their boxes as the field path cuts detected cells",
+    )
+    parser.add_argument(
+        "--smear-val-fraction",
+        type=float,
+        help="share of the smear fields (the last ones by name) held out to validate (0.15)",
+    )
+    parser.add_argument(
+        "--smear-positive-repeat",
+        type=int,
+        help="times each parasitized smear cell is seen per epoch (1; they are rare)",
+    )
+
+
+def _add_optimiser_arguments(parser) -> None:
+    """Weight averaging, time budget, learning-rate schedule, dropout and label smoothing."""
+    parser.add_argument(
+        "--ema-momentum",
+        type=float,
+        help="validate, early-stop on and ship an exponential moving average of the weights",
+    )
+    parser.add_argument(
+        "--max-minutes", type=float, help="stop after the epoch that would overrun this"
+    )
+    parser.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        help="plateau (default): halve the LR when validation loss stalls; cosine: decay "
+        "it from --learning-rate to --min-lr over --epochs",
+    )
+    parser.add_argument("--min-lr", type=float, help="lowest learning rate (1e-5)")
+    parser.add_argument(
+        "--dropout", type=float, help="dropout rate before and after Dense(128) (0.5)"
+    )
+    parser.add_argument(
+        "--label-smoothing",
+        type=float,
+        help="train towards s/2 and 1 - s/2 instead of 0 and 1 (0; e.g. 0.1 for noisy labels)",
+    )
+
+
+def _add_augmentation_and_stopping_arguments(parser) -> None:
+    """Colour augmentation and early stopping."""
+    parser.add_argument(
+        "--colour-jitter",
+        type=float,
+        help="scale the brightness, contrast, saturation and hue augmentation (1.0)",
+    )
+    parser.add_argument(
+        "--stop-patience",
+        type=int,
+        help="epochs without a lower validation loss before stopping early (6)",
+    )
+
+
+def _add_calibration_and_start_arguments(parser) -> None:
+    """The threshold rule and the warm start."""
+    parser.add_argument(
+        "--threshold-rule",
+        choices=THRESHOLD_RULES,
+        help="where the sensitivity target (0.97) must be met when choosing the operating "
+        "threshold (default validation+training: the lower of the two thresholds)",
+    )
+    parser.add_argument(
+        "--init-from",
+        help="warm start: a registered version's name or a .keras file of this architecture "
+        "(fine-tuning, e.g. on reviewed images of a new site)",
+    )
