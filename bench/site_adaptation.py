@@ -152,7 +152,7 @@ def evaluate(version: str, smears: Path | None) -> dict:
     return out
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     data_dir = Path(os.environ.get("MALARIA_DATA_DIR", ROOT.parent / "shared" / "data"))
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smears", default=str(data_dir / "smears"))
@@ -166,32 +166,35 @@ def main() -> None:
     parser.add_argument("--nih-per-class", type=int, default=1500)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--keep", action="store_true", help="keep the temporary platform folder")
-    args = parser.parse_args()
-    started = time.perf_counter()
-    var_dir = Path(tempfile.mkdtemp(prefix="site-adaptation-"))
+    return parser.parse_args()
+
+
+def install_platform(var_dir: Path, classifier_dir: str) -> str:
+    """A fresh platform in var_dir with the shipped detector and the given classifier, active;
+    returns the classifier's version name."""
     setup_django(var_dir)
     from django.core.management import call_command
 
-    from classifier.models import ModelVersion
+    from classifier.registry import active_version
 
     call_command("migrate", verbosity=0)
     call_command("setup_platform", verbosity=0)
     shipped = ROOT / "classifier" / "default_detector"
-    call_command("install_default_model", dir=[args.classifier, str(shipped)], verbosity=0)
-    before_name = ModelVersion.objects.get(kind="classifier", is_active=True).name
-    site, users, fields = make_site(args.fields, Path(args.smears))
-    tally = photograph_and_review(site, users, fields)
-    print(f"site reviewed {tally['reviewed']} cells of {len(fields)} fields: {tally}", flush=True)
-    before = evaluate(before_name, Path(args.smears))
-    print(f"before ({before_name}) on the held-out fields: {before}", flush=True)
-    nih = nih_sample(Path(args.nih), args.nih_per_class, var_dir / "nih-sample")
+    call_command("install_default_model", dir=[classifier_dir, str(shipped)], verbosity=0)
+    return active_version().name
+
+
+def fine_tune(nih: Path, before_name: str, epochs: int) -> None:
+    """train_model warm-started from before_name on NIH cells and the site's reviewed cells."""
+    from django.core.management import call_command
+
     call_command(
         "train_model",
         data=str(nih),
         include_reviewed=True,
         init_from=before_name,
         name="site-adapted",
-        epochs=args.epochs,
+        epochs=epochs,
         learning_rate=1e-4,
         lr_schedule="cosine",
         min_lr=1e-6,
@@ -201,6 +204,20 @@ def main() -> None:
         colour_jitter=2.0,
         stop_patience=30,
     )
+
+
+def main() -> None:
+    args = parse_args()
+    started = time.perf_counter()
+    var_dir = Path(tempfile.mkdtemp(prefix="site-adaptation-"))
+    before_name = install_platform(var_dir, args.classifier)
+    site, users, fields = make_site(args.fields, Path(args.smears))
+    tally = photograph_and_review(site, users, fields)
+    print(f"site reviewed {tally['reviewed']} cells of {len(fields)} fields: {tally}", flush=True)
+    before = evaluate(before_name, Path(args.smears))
+    print(f"before ({before_name}) on the held-out fields: {before}", flush=True)
+    nih = nih_sample(Path(args.nih), args.nih_per_class, var_dir / "nih-sample")
+    fine_tune(nih, before_name, args.epochs)
     after = evaluate("site-adapted", Path(args.smears))
     # The site's own reviewed cells: "after" has trained on most of them (optimistic).
     site_figures = {
