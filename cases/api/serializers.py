@@ -8,11 +8,12 @@ from cases.intake.forms import KIND_CHOICES
 from cases.intake.presenters import image_payload
 from cases.intake.selectors import patients_visible
 from cases.models import Case, Patient, Site
+from cases.validators import validate_single_line
 
 
 class PatientInSerializer(serializers.Serializer):
     site = serializers.PrimaryKeyRelatedField(queryset=Site.objects.none())
-    identifier = serializers.CharField(max_length=64)
+    identifier = serializers.CharField(max_length=64, validators=[validate_single_line])
     sex = serializers.ChoiceField(choices=Patient.Sex.choices, default=Patient.Sex.UNKNOWN)
     birth_date = serializers.DateField(required=False, allow_null=True, default=None)
     age_years = serializers.IntegerField(

@@ -4,6 +4,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from cases.models import Case, Patient, Site
+from cases.validators import validate_single_line
 
 KIND_CHOICES = [
     ("auto", "Detect automatically"),
@@ -21,7 +22,9 @@ class CaseFilterForm(forms.Form):
 
 class PatientForm(forms.Form):
     site = forms.ModelChoiceField(queryset=Site.objects.none(), empty_label=None)
-    identifier = forms.CharField(max_length=64, label="Patient identifier")
+    identifier = forms.CharField(
+        max_length=64, label="Patient identifier", validators=[validate_single_line]
+    )
     sex = forms.ChoiceField(choices=Patient.Sex.choices, initial=Patient.Sex.UNKNOWN)
     birth_date = forms.DateField(
         required=False, widget=forms.DateInput(attrs={"type": "date"}), label="Date of birth"

@@ -1,35 +1,29 @@
 """Stored report files (ReportExport): rendered by a worker, kept when a reopen supersedes them."""
 
 import posixpath
-import uuid
 
 from django.core.exceptions import ValidationError
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
 from cases.audit.trail import audit_record
 from cases.models import Case, ReportExport
-from cases.reports.documents import (
-    EXTENSIONS,
-    FINAL_PREFIX,
-    PRELIMINARY_PREFIX,
-    Superseded,
-    _person,
-    _when,
-    case_report_pdf,
-    report_render,
-)
+from cases.reports.content import Superseded, person, when
+from cases.reports.documents import EXTENSIONS, FINAL_PREFIX, PRELIMINARY_PREFIX, report_render
+from cases.reports.pdf import case_report_pdf
+from cases.storage import file_store
 
 
 def export_state(export: ReportExport) -> dict:
     return {"kind": export.kind, "status": export.status, "file": export.file.name or ""}
 
 
-def _export_name(case: Case, kind: str) -> str:
+def _export_store(case: Case, kind: str, content: bytes) -> str:
+    """Store a rendered report where ReportExport's upload_to puts it (final-… or preliminary-…)."""
     prefix = FINAL_PREFIX if case.status == Case.Status.SIGNED_OFF else PRELIMINARY_PREFIX
-    return f"reports/{case.pk}/{prefix}{uuid.uuid4().hex}.{EXTENSIONS[kind]}"
+    name = f"{prefix.rstrip('-')}.{EXTENSIONS[kind]}"
+    return file_store(ReportExport(case=case), "file", name, content)
 
 
 def export_is_final(export: ReportExport) -> bool:
@@ -69,9 +63,9 @@ def report_keep_superseded(*, case: Case, by, reason: str) -> ReportExport:
     if case.status != Case.Status.SIGNED_OFF:
         raise ValidationError("Only a signed-off case has a signed report to keep.")
     now = timezone.now()
-    stamp = Superseded(by=_person(by), at=now, reason=reason)
+    stamp = Superseded(by=person(by), at=now, reason=reason)
     content = case_report_pdf(case, superseded=stamp)
-    stored = default_storage.save(_export_name(case, ReportExport.Kind.PDF), ContentFile(content))
+    stored = _export_store(case, ReportExport.Kind.PDF, content)
     export = ReportExport(
         case=case,
         kind=ReportExport.Kind.PDF,
@@ -90,7 +84,7 @@ def report_keep_superseded(*, case: Case, by, reason: str) -> ReportExport:
         after={
             **export_state(export),
             "bytes": len(content),
-            "signed_off_at": _when(case.signed_off_at),
+            "signed_off_at": when(case.signed_off_at),
         },
     )
     return export
@@ -104,10 +98,9 @@ def report_export_generate(*, export_id: int) -> ReportExport:
     ReportExport.objects.filter(pk=export_id, status=ReportExport.Status.PENDING).update(
         status=ReportExport.Status.RUNNING
     )
-    name = _export_name(export.case, export.kind)
     content = report_render(export.case, export.kind)
     # Storage I/O before the transaction: the database lock is held only to record the result.
-    stored = default_storage.save(name, ContentFile(content))
+    stored = _export_store(export.case, export.kind, content)
     with transaction.atomic():
         export = ReportExport.objects.select_for_update().get(pk=export_id)
         if export.status == ReportExport.Status.DONE:

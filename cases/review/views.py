@@ -34,6 +34,7 @@ from cases.models import Case, Image, Notification, Prediction, ReportExport, Re
 from cases.reports import documents as report_documents
 from cases.reports import exports as report_exports
 from cases.reports import services as reports
+from cases.reports.table import csv_safe
 from cases.review import services as reviews
 from cases.review.forms import (
     AuditFilterForm,
@@ -47,8 +48,8 @@ from cases.review.selectors import (
     audit_events_visible,
     case_images_with_reviews,
     current_review,
-    high_confidence_pending,
     four_eyes_blocked,
+    high_confidence_pending,
     is_reviewable,
     notifications_for,
     review_counts_from,
@@ -79,8 +80,8 @@ def _wants_json(request: HttpRequest) -> bool:
 
 def _attachment(content: bytes, content_type: str, filename: str) -> HttpResponse:
     response = HttpResponse(content, content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
+    response["Content-Disposition"] = report_documents.attachment_header(filename)
+    return report_documents.no_store(response)
 
 
 # --- Queue and claiming ---------------------------------------------------------------------
@@ -427,6 +428,9 @@ def export_download(request: HttpRequest, export_id: int) -> FileResponse:
         default_storage.open(export.file.name, "rb"),
         content_type=report_documents.CONTENT_TYPES[export.kind],
     )
+    filename = report_documents.report_filename(export.case, export.kind)
+    response["Content-Disposition"] = report_documents.attachment_header(filename)
+    return report_documents.no_store(response)
 
 
 # --- Audit trail (staff) --------------------------------------------------------------------
@@ -491,12 +495,15 @@ def audit_csv(request: HttpRequest) -> StreamingHttpResponse:
     _form, events = _audit_events(request)
     writer = csv.writer(_Echo())
     response = StreamingHttpResponse(
-        (writer.writerow(row) for row in _audit_rows(events.order_by("seq"))),
+        (
+            writer.writerow([csv_safe(cell) for cell in row])
+            for row in _audit_rows(events.order_by("seq"))
+        ),
         content_type="text/csv; charset=utf-8",
     )
     stamp = timezone.now().strftime("%Y%m%d-%H%M")
     response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.csv"'
-    return response
+    return report_documents.no_store(response)
 
 
 # --- Notifications --------------------------------------------------------------------------

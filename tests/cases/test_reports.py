@@ -3,18 +3,25 @@
 import csv
 import io
 import json
+import tempfile
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
+from PIL import Image as PILImage
+from rest_framework.test import APIClient
 
-from cases.models import AuditEvent, ReportExport
+from cases.intake import services as intake
+from cases.models import AuditEvent, Patient, ReportExport
 from cases.reports import documents as report_documents
 from cases.reports import exports as report_exports
+from cases.reports import pdf as report_pdf
 from cases.reports import services as reports
+from cases.reports import table as report_table
 from cases.reports.tasks import generate_report_export
 from cases.review import services as reviews
 from cases.summary import wilson_interval
+from tests.cases.count_helpers import pdf_text
 from tests.cases.review_helpers import add_cells
 from tests.conftest import make_user
 
@@ -187,3 +194,141 @@ def test_an_export_of_another_site_is_404(client, signed, clinician, other_site)
     report_exports.report_export_generate(export_id=export.pk)
     client.force_login(make_user("o", "clinician", [other_site]))
     assert client.get(reverse("review_export_download", args=[export.pk])).status_code == 404
+
+
+# --- Hostile identifiers: escaped in the PDF, refused with line breaks, safe in headers --------
+
+
+def _rename(case, identifier: str, by):
+    intake.patient_update(patient=case.patient, by=by, identifier=identifier)
+    case.refresh_from_db()
+    return case
+
+
+@pytest.mark.parametrize("identifier", ["<font name=y>", "</para><b>x", "a & b <i>"])
+def test_pdf_markup_in_an_identifier_is_printed_as_text(client, ready, clinician, identifier):
+    _rename(ready, identifier, clinician)
+    client.force_login(clinician)
+    response = client.get(reverse("review_report_pdf", args=[ready.pk]))
+    assert response.status_code == 200
+    text = pdf_text(report_documents.case_report_pdf(ready, compress=False))
+    assert identifier in text
+
+
+def test_an_img_tag_in_an_identifier_embeds_no_server_file(ready, clinician):
+    plain = report_documents.case_report_pdf(ready, compress=False)
+    # A short path: the identifier holds 64 characters at most.
+    with tempfile.NamedTemporaryFile(suffix=".png", dir="/tmp") as server_file:
+        PILImage.new("RGB", (40, 40), (250, 0, 0)).save(server_file, format="PNG")
+        server_file.flush()
+        _rename(ready, f'<img src="{server_file.name}"/>', clinician)
+        pdf = report_documents.case_report_pdf(ready, compress=False)
+    assert pdf.count(b"/Subtype /Image") == plain.count(b"/Subtype /Image")
+    assert server_file.name in pdf_text(pdf)
+
+
+def test_every_pdf_paragraph_value_is_escaped():
+    assert report_pdf.markup("<b>{a}</b> {b}", a="<img src='/x'/>", b="&") == (
+        "<b>&lt;img src=&#x27;/x&#x27;/&gt;</b> &amp;"
+    )
+
+
+@pytest.mark.parametrize("identifier", ["P-1\r\nX", "P-1\nX", "P-1\rX", "P\x00-1", "P\u2028-1"])
+def test_the_patient_form_refuses_line_breaks_and_control_characters(
+    client, site, clinician, identifier
+):
+    client.force_login(clinician)
+    response = client.post(
+        reverse("patient_create"), {"site": site.pk, "identifier": identifier, "sex": "U"}
+    )
+    assert response.status_code == 200
+    assert "one line only" in response.content.decode()
+    assert not Patient.objects.filter(identifier__startswith="P").exclude(identifier="P-001")
+
+
+@pytest.mark.parametrize("identifier", ["P-1\r\nX", "P-1\tX", "P\u200b-1"])
+def test_the_api_refuses_line_breaks_and_control_characters(site, clinician, identifier):
+    api = APIClient()
+    api.force_authenticate(clinician)
+    response = api.post(reverse("api_patient_list"), {"site": site.pk, "identifier": identifier})
+    assert response.status_code == 400
+    assert "one line only" in json.dumps(response.json())
+    assert not Patient.objects.exclude(identifier="P-001").exists()
+
+
+def test_the_service_refuses_a_line_break_whatever_calls_it(site, clinician):
+    with pytest.raises(ValidationError):
+        intake.patient_create(site=site, identifier="P-9\nX", by=clinician)
+
+
+EVIL = "x\";filename*=UTF-8''evil.html"
+
+
+def _disposition_is_safe(header: str, pk: int) -> None:
+    assert header == f'attachment; filename="case-{pk}-x__filename__UTF-8__evil.html-report.pdf"'
+    assert "filename*" not in header and header.count('"') == 2
+
+
+def test_a_download_name_cannot_inject_header_parameters(client, signed, clinician):
+    _rename(signed, EVIL, clinician)
+    client.force_login(clinician)
+    response = client.get(reverse("review_report_pdf", args=[signed.pk]))
+    _disposition_is_safe(response["Content-Disposition"], signed.pk)
+    export = reports.report_export_request(case=signed, kind="pdf", by=clinician)
+    report_exports.report_export_generate(export_id=export.pk)
+    stored = client.get(reverse("review_export_download", args=[export.pk]))
+    _disposition_is_safe(stored["Content-Disposition"], signed.pk)
+
+
+def test_a_non_ascii_identifier_gets_an_ascii_name_and_an_rfc_6266_one(client, ready, clinician):
+    _rename(ready, "Ñandú 7", clinician)
+    client.force_login(clinician)
+    header = client.get(reverse("review_report_csv", args=[ready.pk]))["Content-Disposition"]
+    assert header == (
+        f'attachment; filename="case-{ready.pk}-_and__7-report.csv"; '
+        f"filename*=UTF-8''case-{ready.pk}-%C3%91and%C3%BA_7-report.csv"
+    )
+
+
+@pytest.mark.parametrize("identifier", ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)"])
+def test_csv_cells_a_spreadsheet_would_run_are_neutralised(
+    client, ready, clinician, reviewer, identifier
+):
+    _rename(ready, identifier, clinician)
+    reviews.review_claim(case=ready, by=reviewer)
+    image = ready.images.filter(prediction__probability=0.7).get()
+    reviews.review_submit(
+        image=image,
+        by=reviewer,
+        decision="override",
+        label="uninfected",
+        reason_code="other",
+        reason_text="=cmd|'/c calc'!A1",
+    )
+    client.force_login(clinician)
+    response = client.get(reverse("review_report_csv", args=[ready.pk]))
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert {row["patient_identifier"] for row in rows} == {"'" + identifier}
+    assert [r["reason_text"] for r in rows if r["reason_text"]] == ["'=cmd|'/c calc'!A1"]
+    assert rows[0]["ai_probability"] == "0.9500"  # plain values untouched
+
+
+def test_the_csv_neutraliser_prefixes_tab_and_cr_too():
+    assert [report_table.csv_safe(v) for v in ["\tx", "\rx", "a=b", 3, ""]] == [
+        "'\tx",
+        "'\rx",
+        "a=b",
+        3,
+        "",
+    ]
+
+
+def test_reports_and_exports_are_not_cached(client, signed, clinician):
+    client.force_login(clinician)
+    for name in ("review_report_pdf", "review_report_csv", "review_report_fhir"):
+        response = client.get(reverse(name, args=[signed.pk]))
+        assert response["Cache-Control"] == "private, no-store", name
+    export = reports.report_export_request(case=signed, kind="fhir", by=clinician)
+    report_exports.report_export_generate(export_id=export.pk)
+    stored = client.get(reverse("review_export_download", args=[export.pk]))
+    assert stored["Cache-Control"] == "private, no-store"

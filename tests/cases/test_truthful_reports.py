@@ -8,6 +8,7 @@ import pytest
 from django.urls import reverse
 
 from cases.models import AuditEvent, Case, ReportExport, Review
+from cases.reports import content as report_content
 from cases.reports import documents as report_documents
 from cases.reports import exports as report_exports
 from cases.reports import services as reports
@@ -83,7 +84,7 @@ def test_a_partly_reviewed_pdf_is_still_preliminary_and_says_what_is_left(claime
 def test_the_final_pdf_names_the_reviewer_the_time_and_every_override_reason(signed, reviewer):
     text = pdf_text(report_documents.case_report_pdf(signed, compress=False))
     assert "PRELIMINARY" not in text and "Still pending" not in text
-    when = report_documents._when(signed.signed_off_at)
+    when = report_content.when(signed.signed_off_at)
     assert f"signed off by {reviewer.username} on {when}, whose decision is final" in text
     assert f"Signed off by {reviewer.username} Signed off at {when}" in text
     assert "Overrides (1)" in text
