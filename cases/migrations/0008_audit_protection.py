@@ -107,7 +107,12 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="LoginFailure",
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
                 ("created_at", models.DateTimeField()),
                 ("username", models.CharField(max_length=150)),
                 ("address", models.CharField(blank=True, max_length=45)),
@@ -115,8 +120,12 @@ class Migration(migrations.Migration):
             ],
             options={
                 "indexes": [
-                    models.Index(fields=["username", "created_at"], name="cases_login_usernam_1d8e05_idx"),
-                    models.Index(fields=["address", "created_at"], name="cases_login_address_6c2b20_idx"),
+                    models.Index(
+                        fields=["username", "created_at"], name="cases_login_usernam_1d8e05_idx"
+                    ),
+                    models.Index(
+                        fields=["address", "created_at"], name="cases_login_address_6c2b20_idx"
+                    ),
                     models.Index(fields=["created_at"], name="cases_login_created_6397b8_idx"),
                 ],
             },
