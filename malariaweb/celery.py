@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready
 
+import malariaweb.observability  # noqa: F401  (request ids in task headers, task metrics)
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "malariaweb.settings")
 
 # When this process started (timezone-aware UTC): see _requeue_pending_images.

@@ -12,6 +12,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from malariaweb.env import env_bool, env_float, env_int, env_list, env_str
+from malariaweb.observability import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("MALARIA_VAR_DIR", str(BASE_DIR / "var"))).resolve()
@@ -49,6 +50,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Request id, access log and request metrics first; probes (/healthz, /readyz, /metrics) are
+    # answered next, before host validation and the HTTPS redirect (malariaweb.health).
+    "malariaweb.observability.RequestIdMiddleware",
+    "malariaweb.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -344,11 +349,12 @@ if env_bool("SECURE_PROXY_SSL_HEADER", False):
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+# --- Logs, health and metrics (malariaweb.observability, malariaweb.health) --------------------
+LOG_FORMAT = env_str("LOG_FORMAT", "plain").strip().lower()
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use 'plain' or 'json'.")
+LOGGING = logging_config(log_format=LOG_FORMAT, level=env_str("LOG_LEVEL", "INFO"))
+# /metrics answers only requests with "Authorization: Bearer <METRICS_TOKEN>" when it is set.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+# /readyz re-reads the active models' files to check their SHA-256 at most this often.
+READYZ_MODEL_RECHECK_SECONDS = env_int("READYZ_MODEL_RECHECK_SECONDS", 300, minimum=0)

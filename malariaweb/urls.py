@@ -3,8 +3,13 @@ from django.urls import include, path
 from django.views.defaults import server_error
 
 from cases.api.problems import json_problem
+from malariaweb import health
 
 urlpatterns = [
+    # Answered by malariaweb.health.HealthCheckMiddleware first; routed too, for reverse().
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", health.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     # The REST API: v1, its schema at /api/v1/schema/ and documentation at /api/v1/docs/.
     path("api/v1/", include("cases.api.urls")),
