@@ -3,6 +3,7 @@
 import io
 
 import numpy as np
+import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from PIL import Image as PILImage
@@ -200,3 +201,186 @@ def test_without_an_active_detector_a_field_fails_with_the_reason(case, clinicia
     analyse_task.apply(args=[[field.pk]])
     field.refresh_from_db()
     assert field.status == Image.Status.FAILED and "No cell detector is active" in field.error
+
+
+# --- Faults: one image's exception, storage trouble, killed runs (issues 14.5 and 15.3) ------
+
+
+def test_any_exception_from_one_image_fails_that_image_alone(
+    case, clinician, active_model, monkeypatch
+):
+    import classifier.preprocess as preprocess
+
+    images = upload_cells(case, clinician, 4)
+    poison = default_storage.open(images[2].file.name, "rb").read()
+    decode = preprocess.decode_image
+
+    def decode_or_crash(data: bytes):
+        if data == poison:
+            raise RuntimeError("cv2.error: (-215) an absurd size")
+        return decode(data)
+
+    monkeypatch.setattr(preprocess, "decode_image", decode_or_crash)
+    report = images_analyse(image_ids=[img.pk for img in images])
+    assert sorted(report.done) == sorted(img.pk for img in images if img.pk != images[2].pk)
+    images[2].refresh_from_db()
+    assert images[2].status == Image.Status.FAILED and "an absurd size" in images[2].error
+    case.refresh_from_db()
+    assert case.status == Case.Status.AWAITING_REVIEW
+
+
+def test_a_forward_pass_that_raises_fails_only_the_image_that_caused_it(
+    case, clinician, active_model, monkeypatch
+):
+    from classifier.runtime import active_engine
+
+    images = upload_cells(case, clinician, 5)
+    _, engine = active_engine()
+    analyse = engine.analyse
+
+    def analyse_or_crash(batch):
+        if any(rgb.shape[0] == 100 and rgb[0, 0, 0] == 7 for rgb in batch):
+            raise ValueError("this cell has an extreme aspect ratio")
+        return analyse(batch)
+
+    monkeypatch.setattr(engine, "analyse", analyse_or_crash)
+    marked = images[1]
+    rgb = np.asarray(PILImage.open(default_storage.open(marked.file.name)).convert("RGB")).copy()
+    rgb[0, 0, 0] = 7
+    default_storage.delete(marked.file.name)
+    default_storage.save(marked.file.name, ContentFile(png_bytes(rgb)))
+    images_analyse(image_ids=[img.pk for img in images])
+    marked.refresh_from_db()
+    assert marked.status == Image.Status.FAILED and "extreme aspect ratio" in marked.error
+    assert Image.objects.filter(status=Image.Status.DONE).count() == 4
+
+
+def test_a_field_whose_segmentation_raises_fails_alone_and_its_batch_finishes(
+    case, clinician, active_model, active_detector, monkeypatch
+):
+    from classifier.runtime import active_detector as loaded_detector
+
+    field = upload_field(case, clinician, field_png())
+    cells = upload_cells(case, clinician, 2)
+    _, detector = loaded_detector()
+
+    def crash(rgb):
+        raise RuntimeError("OpenCV(4.10) error: (-215:Assertion failed) in resize")
+
+    monkeypatch.setattr(detector, "detect", crash)
+    images_analyse(image_ids=[field.pk] + [c.pk for c in cells])
+    field.refresh_from_db()
+    assert field.status == Image.Status.FAILED and "cannot segment" in field.error
+    assert Image.objects.filter(pk__in=[c.pk for c in cells], status="done").count() == 2
+    assert not Image.objects.filter(status__in=Image.PENDING).exists()
+
+
+def test_an_image_that_stopped_the_worker_too_often_fails_instead_of_coming_back(
+    case, clinician, active_model, settings
+):
+    settings.ANALYSIS_MAX_ATTEMPTS = 3
+    ids = [img.pk for img in upload_cells(case, clinician, 3)]
+    # The first image was claimed by three runs that never finished (the worker died each time).
+    Image.objects.filter(pk=ids[0]).update(status=Image.Status.PROCESSING, attempts=3)
+    report = images_analyse(image_ids=ids)
+    poison = Image.objects.get(pk=ids[0])
+    assert poison.status == Image.Status.FAILED and "stopped 3 times" in poison.error
+    assert sorted(report.done) == ids[1:]
+
+
+def read_only_storage(monkeypatch, after: int = 0):
+    """Storage whose writes fail (after `after` successful ones) as a read-only disk does."""
+    import errno
+
+    from django.core.files.storage import FileSystemStorage
+
+    save = FileSystemStorage._save
+    calls = {"n": 0}
+
+    def refuse(self, name, content):
+        calls["n"] += 1
+        if calls["n"] > after:
+            raise OSError(errno.EROFS, "Read-only file system", f"{self.location}/{name}")
+        return save(self, name, content)
+
+    monkeypatch.setattr(FileSystemStorage, "_save", refuse)
+
+
+def heatmap_files(case) -> list[str]:
+    folder = f"cases/{case.pk}/heatmaps"
+    return default_storage.listdir(folder)[1] if default_storage.exists(folder) else []
+
+
+def test_a_storage_fault_is_retried_and_leaves_no_files_or_paths_behind(
+    case, clinician, active_model, monkeypatch
+):
+    ids = [img.pk for img in upload_cells(case, clinician, 4)]
+    read_only_storage(monkeypatch, after=3)  # a few heatmaps are written, then the disk fails
+    monkeypatch.setattr(analyse_task, "max_retries", 0)
+    with pytest.raises(OSError):  # the task fails for Celery's records; its images are failed
+        analyse_task.apply(args=[ids])
+    assert heatmap_files(case) == []  # files of the failed batch are deleted
+    image = Image.objects.get(pk=ids[0])
+    assert image.status == Image.Status.FAILED
+    assert image.error == "analysis kept failing: storage error: Read-only file system"
+    assert "/" not in image.error
+    case.refresh_from_db()
+    assert case.status != Case.Status.AWAITING_REVIEW  # no result: nothing to review
+
+
+def test_a_transient_fault_gives_the_images_back_for_the_retry(
+    case, clinician, active_model, monkeypatch
+):
+    from celery.exceptions import Retry
+
+    ids = [img.pk for img in upload_cells(case, clinician, 3)]
+    read_only_storage(monkeypatch)
+    monkeypatch.setattr(analyse_task, "retry", lambda **kw: Retry("retry", when=kw["countdown"]))
+    with pytest.raises(Retry):
+        analyse_task.apply(args=[ids])
+    for image in Image.objects.filter(pk__in=ids):
+        # Queued again, not counted as a crash, and stamped as sent (the retry is that message).
+        assert image.status == Image.Status.QUEUED and image.attempts == 0
+        assert image.enqueued_at is not None and image.claimed_at is None
+
+
+def test_marking_images_failed_during_a_database_outage_does_not_raise(
+    case, clinician, db, monkeypatch
+):
+    from django.db import OperationalError
+
+    from cases.analysis import tasks
+
+    def outage(**kwargs):
+        raise OperationalError("connection to server at 127.0.0.1 failed")
+
+    ids = [img.pk for img in upload_cells(case, clinician, 2)]
+    monkeypatch.setattr(tasks, "images_mark_failed", outage)
+    result = analyse_task.apply(args=[ids])  # no active model: it would fail them
+    assert result.successful(), result.traceback
+    # Left pending for the sweep instead of raising out of the task.
+    assert set(Image.objects.values_list("status", flat=True)) <= set(Image.PENDING)
+
+
+def test_heatmaps_left_by_a_killed_run_are_deleted_when_the_image_is_finished(
+    case, clinician, active_model
+):
+    ids = [img.pk for img in upload_cells(case, clinician, 2)]
+    stray = default_storage.save(
+        f"cases/{case.pk}/heatmaps/{ids[0]}-deadbeef-overlay.png", ContentFile(b"x")
+    )
+    other = default_storage.save(f"cases/{case.pk}/heatmaps/9{ids[0]}-keep.png", ContentFile(b"x"))
+    # The killed run had claimed it (one attempt) and written the stray file.
+    Image.objects.filter(pk=ids[0]).update(status=Image.Status.PROCESSING, attempts=1)
+    images_analyse(image_ids=ids)
+    prediction = Prediction.objects.get(image_id=ids[0])
+    assert not default_storage.exists(stray) and default_storage.exists(other)
+    assert default_storage.exists(prediction.heatmap.name)
+
+
+def test_a_case_whose_images_all_failed_does_not_move_to_review(case, clinician, db):
+    ids = [img.pk for img in upload_cells(case, clinician, 2)]
+    analyse_task.apply(args=[ids])  # no active model
+    case.refresh_from_db()
+    assert set(Image.objects.values_list("status", flat=True)) == {Image.Status.FAILED}
+    assert case.status == Case.Status.OPEN

@@ -44,7 +44,7 @@ def purge_broker() -> None:
 class Worker:
     """One `celery worker` process (solo pool: SIGKILL takes the task down with it)."""
 
-    def __init__(self, env: dict, log: Path) -> None:
+    def __init__(self, env: dict, log: Path, extra: tuple[str, ...] = ()) -> None:
         self.log = log
         self.handle = log.open("ab")
         self.process = subprocess.Popen(
@@ -62,6 +62,7 @@ class Worker:
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
+                *extra,
             ],
             cwd=REPO,
             env=env,
@@ -114,8 +115,12 @@ def worker_env(transactional_db, settings, tmp_path):
 def start_worker(worker_env, tmp_path):
     workers: list[Worker] = []
 
-    def start() -> Worker:
-        worker = Worker(worker_env, tmp_path / f"worker-{len(workers) + 1}.log")
+    def start(*extra: str, **env: str) -> Worker:
+        """A worker; `-B` embeds Celery beat (the sweep), `env` overrides its environment."""
+        if "-B" in extra:
+            extra = (*extra, f"--schedule={tmp_path / f'beat-{len(workers) + 1}'}")
+        log = tmp_path / f"worker-{len(workers) + 1}.log"
+        worker = Worker({**worker_env, **env}, log, extra)
         workers.append(worker)
         return worker
 
@@ -143,3 +148,68 @@ def wait_for(condition, timeout: float = 300, interval: float = 0.05, worker=Non
         time.sleep(interval)
     detail = worker.output() if worker is not None else ""
     raise AssertionError(f"condition not met within {timeout}s\n{detail}")
+
+
+class PrivateRedis:
+    """A Redis server of the test's own on a spare port, to stop and start as a broker outage.
+
+    Never the shared Redis on 6379: other test runs use it."""
+
+    def __init__(self, port: int, folder: Path) -> None:
+        self.port, self.folder, self.process = port, folder, None
+        self.url = f"redis://127.0.0.1:{port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+            + ["--appendonly", "no", "--dir", str(self.folder)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        import redis
+
+        client = redis.Redis.from_url(self.url)
+        wait_for(lambda: _pings(client), timeout=20)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+        self.process = None
+
+
+def _pings(client) -> bool:
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
+
+
+@pytest.fixture
+def private_broker(worker_env, tmp_path, monkeypatch):
+    """This process and its workers publish to a Redis on port 6390 that starts stopped."""
+    import shutil
+
+    from celery import current_app
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = PrivateRedis(int(os.environ.get("TEST_PRIVATE_REDIS_PORT", "6390")), tmp_path)
+
+    def use(url: str) -> None:
+        current_app.conf.broker_url = url
+        current_app._pool = None  # connections and producers are pooled per broker URL
+        current_app.amqp._producer_pool = None
+
+    previous = current_app.conf.broker_url
+    monkeypatch.setattr(django_settings, "CELERY_BROKER_URL", server.url)
+    monkeypatch.setattr(
+        django_settings,
+        "CELERY_BROKER_TRANSPORT_OPTIONS",
+        {"visibility_timeout": 600, "unacked_restore_interval": 10},
+    )
+    worker_env["CELERY_BROKER_URL"] = server.url
+    use(server.url)
+    yield server
+    use(previous)
+    server.stop()
