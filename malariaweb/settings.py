@@ -55,6 +55,7 @@ MIDDLEWARE = [
     "malariaweb.observability.RequestIdMiddleware",
     "malariaweb.health.HealthCheckMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "malariaweb.headers.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -348,6 +349,15 @@ if env_bool("SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+# Sent on every response (malariaweb.headers). The pages need no inline script or style, so the
+# site's own files suffice; data: images for the icons inside some stylesheets (Swagger UI's).
+# Empty: no header (not recommended).
+CONTENT_SECURITY_POLICY = env_str(
+    "CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'self'; "
+    "form-action 'self'; frame-ancestors 'none'",
+)
 
 # --- Logs, health and metrics (malariaweb.observability, malariaweb.health) --------------------
 LOG_FORMAT = env_str("LOG_FORMAT", "plain").strip().lower()

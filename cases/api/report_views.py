@@ -50,8 +50,8 @@ class CaseReport(ApiView):
         content = documents.report_render(case, kind)
         response = HttpResponse(content, content_type=documents.CONTENT_TYPES[kind])
         filename = documents.report_filename(case, kind)
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
-        return response
+        response["Content-Disposition"] = documents.attachment_header(filename)
+        return documents.no_store(response)
 
 
 class CaseExports(ApiListView):
@@ -114,9 +114,10 @@ class ExportFile(ApiView):
         export = get_object_or_404(
             _exports_visible(request.user).filter(status=ReportExport.Status.DONE), pk=export_id
         )
-        return FileResponse(
+        response = FileResponse(
             default_storage.open(export.file.name, "rb"),
-            as_attachment=True,
-            filename=documents.report_filename(export.case, export.kind),
             content_type=documents.CONTENT_TYPES[export.kind],
         )
+        filename = documents.report_filename(export.case, export.kind)
+        response["Content-Disposition"] = documents.attachment_header(filename)
+        return documents.no_store(response)

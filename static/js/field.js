@@ -25,6 +25,9 @@
   let data = JSON.parse(document.getElementById("field-data").textContent);
   const W = data.field.width;
   const H = data.field.height;
+  // Sized here, not by a style attribute: the Content-Security-Policy allows no inline style.
+  stage.style.width = `${W}px`;
+  stage.style.height = `${H}px`;
   let scale = 1;
   let tx = 0;
   let ty = 0;

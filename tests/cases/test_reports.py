@@ -332,3 +332,18 @@ def test_reports_and_exports_are_not_cached(client, signed, clinician):
     report_exports.report_export_generate(export_id=export.pk)
     stored = client.get(reverse("review_export_download", args=[export.pk]))
     assert stored["Cache-Control"] == "private, no-store"
+
+
+def test_the_api_report_and_export_downloads_are_safe_and_not_cached(signed, clinician):
+    _rename(signed, EVIL, clinician)
+    api = APIClient()
+    api.force_authenticate(clinician)
+    response = api.get(reverse("api-v1-case-report", args=[signed.pk, "pdf"]))
+    assert response.status_code == 200
+    _disposition_is_safe(response["Content-Disposition"], signed.pk)
+    assert response["Cache-Control"] == "private, no-store"
+    export = reports.report_export_request(case=signed, kind="pdf", by=clinician)
+    report_exports.report_export_generate(export_id=export.pk)
+    stored = api.get(reverse("api-v1-export-file", args=[export.pk]))
+    _disposition_is_safe(stored["Content-Disposition"], signed.pk)
+    assert stored["Cache-Control"] == "private, no-store"
