@@ -57,6 +57,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "malariaweb.headers.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Refuses a request by its Content-Length (UPLOAD_MAX_REQUEST_MB) before CSRF or DRF read it.
+    "cases.intake.limits.UploadSizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -191,9 +193,19 @@ UPLOAD_MAX_FILES = env_int("UPLOAD_MAX_FILES", 2000, minimum=1)
 UPLOAD_ZIP_MAX_ENTRIES = env_int("UPLOAD_ZIP_MAX_ENTRIES", 5000, minimum=1)
 UPLOAD_ZIP_MAX_TOTAL_MB = env_int("UPLOAD_ZIP_MAX_TOTAL_MB", 2048, minimum=1)
 UPLOAD_ZIP_MAX_RATIO = env_int("UPLOAD_ZIP_MAX_RATIO", 200, minimum=1)
+# One request (all its files together): refused by its Content-Length before a byte is read.
+UPLOAD_MAX_REQUEST_MB = env_int("UPLOAD_MAX_REQUEST_MB", 1024, minimum=1)
 DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES
+# Form fields other than files (never large here). A request whose body is larger than
+# FILE_UPLOAD_MAX_MEMORY_SIZE has all its files streamed to temporary files on disk
+# (UPLOAD_TEMP_DIR, default the system's), never into memory.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+FILE_UPLOAD_HANDLERS = [
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+FILE_UPLOAD_TEMP_DIR = env_str("UPLOAD_TEMP_DIR") or None
 
 # --- Celery ---------------------------------------------------------------------------------
 BROKER_DIR = VAR_DIR / "broker"
@@ -235,6 +247,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "malaria")
 ANALYSIS_BATCH_SIZE = env_int("ANALYSIS_BATCH_SIZE", 64, minimum=1)
+# The worker's memory budget (cases.analysis.budgets): pixels it decodes per image (checked in
+# the header first) and cells one field may yield before the field is refused as implausible.
+ANALYSIS_MAX_PIXELS = env_int("ANALYSIS_MAX_PIXELS", UPLOAD_MAX_PIXELS, minimum=1)
+FIELD_MAX_CELLS = env_int("FIELD_MAX_CELLS", 1000, minimum=1)
 # A starting worker re-sends images left queued/processing (lost messages, killed workers).
 ANALYSIS_REQUEUE_ON_START = env_bool("ANALYSIS_REQUEUE_ON_START", True)
 # Recovery without a manual step (cases.analysis.queue.analysis_sweep, run by Celery beat every

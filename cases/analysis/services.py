@@ -27,6 +27,7 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 from PIL import Image as PILImage
 
+from cases.analysis.budgets import check_cell_count, check_pixel_budget
 from cases.analysis.domain_guard import domain_check_cells
 from cases.analysis.status import case_status_refresh
 from cases.audit.trail import audit_record
@@ -82,6 +83,7 @@ def _read_rgb(image: Image) -> np.ndarray:
         raise TransientAnalysisError(
             f"cannot read the stored image ({storage_error_text(exc)})"
         ) from exc
+    check_pixel_budget(data)  # before decoding: the header's pixel count
     return decode_image(data)
 
 
@@ -269,6 +271,7 @@ def _segment_field(image: Image, report: AnalysisReport) -> list[int]:
     started = time.perf_counter()
     boxes = detector.detect(rgb)
     detect_ms = round((time.perf_counter() - started) * 1000, 1)
+    check_cell_count(boxes)  # before any crop is cut or stored
     crops = _store_crops(image, rgb, boxes)
     try:
         child_ids = _record_cells(image, crops, detector_version.name, detect_ms)

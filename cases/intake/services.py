@@ -6,29 +6,25 @@ transaction commits (transaction.on_commit), with image ids as their only argume
 """
 
 import logging
-import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.files.base import ContentFile
+from django.core.exceptions import ValidationError
+from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
+from cases.access import require_site_member
 from cases.analysis import queue
 from cases.analysis.status import case_status_refresh
 from cases.audit.trail import audit_record, snapshot
-from cases.intake.uploads import Rejected, ValidFile, validate_files
+from cases.intake.uploads import Rejected, Skipped, UploadSource, ValidFile, checked_uploads
 from cases.models import Case, Image, Patient, Site
 
 logger = logging.getLogger(__name__)
 
 PATIENT_FIELDS = ["site", "identifier", "sex", "birth_date", "age_years"]
 CASE_FIELDS = ["patient", "clinical_notes", "status"]
-
-
-def require_site_member(user, site: Site) -> None:
-    if not (user.is_superuser or site.members.filter(pk=user.pk).exists()):
-        raise PermissionDenied("You are not a member of this site.")
 
 
 @transaction.atomic
@@ -110,6 +106,7 @@ class UploadOutcome:
     stored: list[Image] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -118,86 +115,134 @@ class UploadOutcome:
             ],
             "duplicates": self.duplicates,
             "rejected": [{"name": r.name, "reason": r.reason} for r in self.rejected],
+            "skipped": [{"name": s.name, "reason": s.reason} for s in self.skipped],
         }
 
 
+@dataclass
+class _Staged:
+    """A checked file already written to storage, waiting for its row."""
+
+    valid: ValidFile
+    path: str
+
+
 def _store(case: Case, valid: ValidFile) -> str:
-    name = f"cases/{case.pk}/images/{uuid.uuid4().hex}.{valid.extension}"
-    return default_storage.save(name, ContentFile(valid.data))
+    """Stream the file to the path Image.file's upload_to builds (never the uploaded name)."""
+    file_field = Image._meta.get_field("file")
+    name = file_field.generate_filename(Image(case=case), f"upload.{valid.extension}")
+    return file_field.storage.save(name, File(valid.content), max_length=file_field.max_length)
+
+
+def _discard(staged: list[_Staged]) -> None:
+    for item in staged:
+        default_storage.delete(item.path)
+
+
+def _require_open(case: Case) -> None:
+    if case.status == Case.Status.SIGNED_OFF:
+        raise ValidationError("A signed-off case is locked; reopen it before adding images.")
+
+
+def _stage_uploads(
+    case: Case, files: Iterable[tuple[str, UploadSource]], kind: str
+) -> tuple[UploadOutcome, list[_Staged]]:
+    """Check every file and store each new one as it comes: one file's content in hand at a
+    time, and no database lock held while gigabytes are read."""
+    outcome = UploadOutcome()
+    seen = set(case.images.filter(parent__isnull=True).values_list("sha256", flat=True))
+    staged: list[_Staged] = []
+    try:
+        for checked in checked_uploads(files, kind):
+            if isinstance(checked, Rejected):
+                outcome.rejected.append(checked)
+            elif isinstance(checked, Skipped):
+                outcome.skipped.append(checked)
+            elif checked.sha256 in seen:
+                outcome.duplicates.append(checked.name)
+            else:
+                seen.add(checked.sha256)
+                staged.append(_Staged(checked, _store(case, checked)))
+    except BaseException:
+        _discard(staged)
+        raise
+    return outcome, staged
+
+
+def _audit_upload(*, case: Case, rows: list[Image], outcome: UploadOutcome, by) -> None:
+    if rows:
+        audit_record(
+            actor=by,
+            action="images.uploaded",
+            obj=case,
+            case=case,
+            after={
+                "count": len(rows),
+                "images": [{"id": r.pk, "name": r.original_name, "sha256": r.sha256} for r in rows],
+                "duplicates": outcome.duplicates,
+            },
+        )
+    if outcome.rejected:
+        audit_record(
+            actor=by,
+            action="images.rejected",
+            obj=case,
+            case=case,
+            after={"files": [{"name": r.name, "reason": r.reason} for r in outcome.rejected]},
+        )
+
+
+@transaction.atomic
+def _images_record(*, case: Case, staged: list[_Staged], outcome: UploadOutcome, by) -> list[Image]:
+    """The rows, audit events and status of a stored batch, under the case's row lock: a
+    sign-off that landed while the files were being checked refuses the whole batch."""
+    case = Case.objects.select_for_update().get(pk=case.pk)
+    if case.status == Case.Status.SIGNED_OFF:
+        raise ValidationError(
+            "The case was signed off while the upload was being checked; no images were added. "
+            "Reopen the case to add images."
+        )
+    rows = Image.objects.bulk_create(
+        [
+            Image(
+                case=case,
+                file=item.path,
+                original_name=item.valid.name[:255],
+                kind=item.valid.kind,
+                sha256=item.valid.sha256,
+                width=item.valid.width,
+                height=item.valid.height,
+                uploaded_by=by,
+            )
+            for item in staged
+        ]
+    )
+    _audit_upload(case=case, rows=rows, outcome=outcome, by=by)
+    case_status_refresh(case=case, by=by)
+    ids = [r.pk for r in rows]
+    if ids:
+        transaction.on_commit(lambda: queue.analysis_enqueue(ids))
+    return rows
 
 
 def images_add(
-    *, case: Case, files: list[tuple[str, bytes]], by, kind: str = "auto"
+    *, case: Case, files: Iterable[tuple[str, UploadSource]], by, kind: str = "auto"
 ) -> UploadOutcome:
-    """Validate, store and queue a batch of uploads. Each file stands or falls on its own."""
+    """Validate, store and queue a batch of uploads. Each file stands or falls on its own.
+
+    `files` are (name, content) pairs; content is bytes or an open binary file (an
+    UploadedFile): it is streamed, never read whole. Checking and storage I/O happen before the
+    transaction; the case is locked, and checked again for a sign-off, only while the rows are
+    written.
+    """
     require_site_member(by, case.patient.site)
-    if case.status == Case.Status.SIGNED_OFF:
-        raise ValidationError("A signed-off case is locked; reopen it before adding images.")
-    checked = validate_files(files, kind=kind)
-    outcome = UploadOutcome(rejected=checked.rejected)
-    existing = set(
-        case.images.filter(
-            parent__isnull=True, sha256__in=[v.sha256 for v in checked.valid]
-        ).values_list("sha256", flat=True)
-    )
-    fresh: list[ValidFile] = []
-    for valid in checked.valid:
-        if valid.sha256 in existing:
-            outcome.duplicates.append(valid.name)
-        else:
-            existing.add(valid.sha256)
-            fresh.append(valid)
-    # Storage I/O happens before the transaction, so the database lock is held only briefly.
-    paths = [_store(case, valid) for valid in fresh]
+    _require_open(case)  # early: do not check gigabytes of files for a locked case
+    outcome, staged = _stage_uploads(case, files, kind)
     try:
-        with transaction.atomic():
-            rows = Image.objects.bulk_create(
-                [
-                    Image(
-                        case=case,
-                        file=path,
-                        original_name=valid.name[:255],
-                        kind=valid.kind,
-                        sha256=valid.sha256,
-                        width=valid.width,
-                        height=valid.height,
-                        uploaded_by=by,
-                    )
-                    for valid, path in zip(fresh, paths, strict=True)
-                ]
-            )
-            if rows:
-                audit_record(
-                    actor=by,
-                    action="images.uploaded",
-                    obj=case,
-                    case=case,
-                    after={
-                        "count": len(rows),
-                        "images": [
-                            {"id": r.pk, "name": r.original_name, "sha256": r.sha256} for r in rows
-                        ],
-                        "duplicates": outcome.duplicates,
-                    },
-                )
-            if outcome.rejected:
-                audit_record(
-                    actor=by,
-                    action="images.rejected",
-                    obj=case,
-                    case=case,
-                    after={
-                        "files": [{"name": r.name, "reason": r.reason} for r in outcome.rejected]
-                    },
-                )
-            case_status_refresh(case=case, by=by)
-            ids = [r.pk for r in rows]
-            if ids:
-                transaction.on_commit(lambda: queue.analysis_enqueue(ids))
-    except IntegrityError:
-        # A concurrent upload of the same file won the race: nothing of ours was committed.
-        for path in paths:
-            default_storage.delete(path)
+        outcome.stored = _images_record(case=case, staged=staged, outcome=outcome, by=by)
+    except (IntegrityError, ValidationError):
+        # A concurrent upload of the same file won the race, or the case was signed off
+        # meanwhile: nothing of ours was committed.
+        _discard(staged)
         raise
-    outcome.stored = rows
     return outcome

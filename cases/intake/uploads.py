@@ -1,33 +1,54 @@
 """Validation of uploaded files, one at a time, before anything is stored.
 
-Each check says in plain words why a file was refused. A zip archive is opened entry by entry
-with limits on entry count, total uncompressed size and compression ratio (zip bombs), and each
-entry is validated like a single upload. Nothing here touches the database or storage.
+Each check says in plain words why a file was refused. Files are read as streams, never whole:
+an upload arrives as a temporary file on disk (FILE_UPLOAD_MAX_MEMORY_SIZE) or a small in-memory
+one, its size is known before it is read, its SHA-256 is computed in chunks, and the image is
+judged from its header (format, pixel count: decompression bombs are refused before decoding)
+plus a decode check whose memory is bounded (a small image is decoded; a large JPEG is decoded
+at 1/8 scale; a large PNG has every chunk's checksum verified without inflating it). A zip
+archive is opened entry by entry (cases.intake.archives): every entry is checked like a single
+upload, refused with a reason, or skipped with a reason. Nothing here touches the database or
+storage.
 """
 
-import hashlib
+from __future__ import annotations
+
 import io
-import zipfile
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import IO
 
 from django.conf import settings
 from PIL import Image as PILImage
 
+from cases.intake.archives import EntryError, archive_entries, unpack
+from classifier.registry import sha256_of
+
 ALLOWED_FORMATS = {"PNG": "png", "JPEG": "jpg", "TIFF": "tif", "BMP": "bmp"}
 # Above this size (longest side, pixels) an image is taken to be a whole field, not a cell crop.
 FIELD_MIN_SIDE = 600
+# Images up to this many pixels are decoded in full at upload (at most about 16 MB); larger ones
+# get the bounded check of their format, and the worker decodes them under its own pixel budget.
+FULL_DECODE_PIXELS = 4_000_000
+MB = 1024 * 1024
+
+# The content of one uploaded file: bytes, or a readable, seekable binary file (an UploadedFile).
+UploadSource = bytes | IO[bytes]
 
 
 @dataclass
 class ValidFile:
     name: str
-    data: bytes
     sha256: str
     extension: str
     width: int
     height: int
     kind: str  # "cell" or "field"
+    size: int
+    # The content, rewound. Open only while the batch that produced it is being iterated
+    # (checked_uploads): store it before asking for the next file.
+    content: IO[bytes] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -37,30 +58,48 @@ class Rejected:
 
 
 @dataclass
+class Skipped:
+    """An archive entry that is not an image to check (a folder, macOS metadata)."""
+
+    name: str
+    reason: str
+
+
+@dataclass
 class ValidationResult:
     valid: list[ValidFile] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
 
 
 class UploadError(ValueError):
     pass
 
 
-def _mb(limit: int) -> str:
-    return f"{limit} MB"
+def _as_stream(source: UploadSource) -> IO[bytes]:
+    return io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
 
 
-def validate_image_bytes(name: str, data: bytes, kind: str = "auto") -> ValidFile:
-    """Check one file; raise UploadError with a readable reason if it cannot be accepted."""
-    max_bytes = settings.UPLOAD_MAX_FILE_MB * 1024 * 1024
-    if not data:
+def stream_size(stream: IO[bytes]) -> int:
+    stream.seek(0, os.SEEK_END)
+    size = stream.tell()
+    stream.seek(0)
+    return size
+
+
+def _check_size(size: int) -> None:
+    if not size:
         raise UploadError("the file is empty")
-    if len(data) > max_bytes:
+    if size > settings.UPLOAD_MAX_FILE_MB * MB:
         raise UploadError(
-            f"the file is {len(data) / 1048576:.1f} MB; the limit is {_mb(settings.UPLOAD_MAX_FILE_MB)}"
+            f"the file is {size / MB:.1f} MB; the limit is {settings.UPLOAD_MAX_FILE_MB} MB"
         )
+
+
+def _open_header(stream: IO[bytes]) -> PILImage.Image:
+    """The image with only its header read; refuses what is not an allowed, sane image."""
     try:
-        img = PILImage.open(io.BytesIO(data))
+        img = PILImage.open(stream)
     except PILImage.DecompressionBombError:
         raise UploadError("the image has far too many pixels (decompression bomb)") from None
     except Exception:
@@ -77,101 +116,104 @@ def validate_image_bytes(name: str, data: bytes, kind: str = "auto") -> ValidFil
         )
     if width < 8 or height < 8:
         raise UploadError(f"the image is only {width}x{height} pixels")
+    return img
+
+
+def _check_decodes(img: PILImage.Image) -> None:
+    """Is the image data intact? With memory bounded by FULL_DECODE_PIXELS, whatever its size."""
+    width, height = img.size
     try:
-        img.load()
+        if width * height <= FULL_DECODE_PIXELS:
+            img.load()
+        elif img.format == "JPEG":
+            # DCT scaling: every byte of the stream is decoded, 1/64 of the pixels are kept.
+            img.draft(img.mode, (max(1, width // 8), max(1, height // 8)))
+            img.load()
+        elif img.format == "PNG":
+            img.verify()  # each chunk's CRC, IEND present: catches truncation and bit rot
+        # A large TIFF or BMP is judged by its header here; the worker decodes it in budget.
     except Exception as exc:
         raise UploadError(f"the image is damaged and cannot be decoded ({exc})") from None
+
+
+def check_image(name: str, stream: IO[bytes], kind: str = "auto") -> ValidFile:
+    """Check one file; raise UploadError with a readable reason if it cannot be accepted."""
+    size = stream_size(stream)
+    _check_size(size)
+    img = _open_header(stream)
+    width, height, extension = img.width, img.height, ALLOWED_FORMATS[img.format]
+    _check_decodes(img)
     if kind == "auto":
         kind = "field" if max(width, height) >= FIELD_MIN_SIDE else "cell"
     return ValidFile(
         name=name,
-        data=data,
-        sha256=hashlib.sha256(data).hexdigest(),
-        extension=ALLOWED_FORMATS[img.format],
+        sha256=sha256_of(stream),  # in chunks; leaves the stream rewound
+        extension=extension,
         width=width,
         height=height,
         kind=kind,
+        size=size,
+        content=stream,
     )
 
 
-def _zip_entries(name: str, data: bytes) -> Iterator[tuple[str, bytes | None, str | None]]:
-    """Yield (entry name, bytes, error) for each file in a zip archive, enforcing bomb limits."""
+def _checked(name: str, stream: IO[bytes], kind: str) -> ValidFile | Rejected:
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        yield name, None, "the zip archive is damaged and cannot be opened"
-        return
-    infos = [info for info in archive.infolist() if not info.is_dir()]
-    infos = [i for i in infos if not i.filename.split("/")[-1].startswith(".")]
-    infos = [i for i in infos if "__MACOSX/" not in i.filename]
-    if len(infos) > settings.UPLOAD_ZIP_MAX_ENTRIES:
-        yield (
-            name,
-            None,
-            (
-                f"the archive holds {len(infos)} files; the limit is {settings.UPLOAD_ZIP_MAX_ENTRIES}"
-            ),
-        )
-        return
-    total = sum(info.file_size for info in infos)
-    if total > settings.UPLOAD_ZIP_MAX_TOTAL_MB * 1024 * 1024:
-        yield (
-            name,
-            None,
-            (
-                f"the archive unpacks to {total / 1048576:.0f} MB; "
-                f"the limit is {_mb(settings.UPLOAD_ZIP_MAX_TOTAL_MB)} (zip bomb?)"
-            ),
-        )
-        return
-    max_entry = settings.UPLOAD_MAX_FILE_MB * 1024 * 1024
-    for info in infos:
-        entry = f"{name}/{info.filename}"
-        ratio = info.file_size / max(info.compress_size, 1)
-        if ratio > settings.UPLOAD_ZIP_MAX_RATIO and info.file_size > 1024 * 1024:
-            yield entry, None, f"compressed {ratio:.0f}:1, refused as a possible zip bomb"
-            continue
-        if info.file_size > max_entry:
-            yield (
-                entry,
-                None,
-                (
-                    f"the file is {info.file_size / 1048576:.1f} MB; "
-                    f"the limit is {_mb(settings.UPLOAD_MAX_FILE_MB)}"
-                ),
-            )
-            continue
-        if info.filename.lower().endswith(".zip"):
-            yield entry, None, "archives inside archives are not accepted"
-            continue
-        try:
-            with archive.open(info) as handle:
-                # Read at most one byte past the declared size: a lying header cannot inflate us.
-                content = handle.read(info.file_size + 1)
-        except Exception as exc:
-            yield entry, None, f"cannot be extracted from the archive ({exc})"
-            continue
-        if len(content) > info.file_size:
-            yield entry, None, "the archive's size header is wrong (zip bomb?)"
-            continue
-        yield entry, content, None
+        return check_image(name, stream, kind)
+    except UploadError as exc:
+        return Rejected(name, str(exc))
 
 
-def is_zip(name: str, data: bytes) -> bool:
-    return name.lower().endswith(".zip") or data[:4] == b"PK\x03\x04"
+def is_zip(name: str, stream: IO[bytes]) -> bool:
+    magic = stream.read(4)
+    stream.seek(0)
+    return name.lower().endswith(".zip") or magic == b"PK\x03\x04"
 
 
-def validate_files(files: Iterable[tuple[str, bytes]], kind: str = "auto") -> ValidationResult:
-    """Validate a batch of (name, bytes); zip archives are expanded. Each file stands alone."""
-    result = ValidationResult()
-    for name, data in files:
-        entries = _zip_entries(name, data) if is_zip(name, data) else [(name, data, None)]
-        for entry_name, content, error in entries:
-            if error is not None:
-                result.rejected.append(Rejected(entry_name, error))
-                continue
+def _checked_archive(
+    name: str, stream: IO[bytes], kind: str
+) -> Iterator[ValidFile | Rejected | Skipped]:
+    for entry in archive_entries(name, stream):
+        if entry.skipped:
+            yield Skipped(entry.name, entry.skipped)
+        elif entry.reason:
+            yield Rejected(entry.name, entry.reason)
+        else:
             try:
-                result.valid.append(validate_image_bytes(entry_name, content, kind))
-            except UploadError as exc:
-                result.rejected.append(Rejected(entry_name, str(exc)))
+                content = unpack(entry)
+            except EntryError as exc:
+                yield Rejected(entry.name, str(exc))
+                continue
+            with content:
+                yield _checked(entry.name, content, kind)
+
+
+def checked_uploads(
+    files: Iterable[tuple[str, UploadSource]], kind: str = "auto"
+) -> Iterator[ValidFile | Rejected | Skipped]:
+    """An outcome for every uploaded file and every archive entry, one at a time.
+
+    A ValidFile's content is open only until the next outcome is asked for: the caller stores it
+    (or drops it) first, so at most one file's content is held at any time.
+    """
+    for name, source in files:
+        stream = _as_stream(source)
+        if is_zip(name, stream):
+            yield from _checked_archive(name, stream, kind)
+        else:
+            yield _checked(name, stream, kind)
+
+
+def validate_files(
+    files: Iterable[tuple[str, UploadSource]], kind: str = "auto"
+) -> ValidationResult:
+    """Validate a batch of uploads (zip archives expanded): each file's outcome, contents not kept."""
+    result = ValidationResult()
+    for outcome in checked_uploads(files, kind):
+        if isinstance(outcome, ValidFile):
+            result.valid.append(outcome)
+        elif isinstance(outcome, Rejected):
+            result.rejected.append(outcome)
+        else:
+            result.skipped.append(outcome)
     return result

@@ -174,7 +174,7 @@ def case_upload(request: HttpRequest, case_id: int) -> HttpResponse:
     try:
         outcome = services.images_add(
             case=case,
-            files=[(f.name, f.read()) for f in files],
+            files=[(f.name, f) for f in files],  # streamed, never read whole
             by=request.user,
             kind=form.cleaned_data["kind"] or "auto",
         )

@@ -179,3 +179,33 @@ def test_a_batch_of_500_with_one_corrupt_file_stores_499(
     assert [r.name for r in outcome.rejected] == ["broken.png"]
     assert "damaged" in outcome.rejected[0].reason or "not an image" in outcome.rejected[0].reason
     assert sum(len(b) for b in enqueued) == 499
+
+
+# --- A sign-off between checking and storing ----------------------------------------------------
+
+
+def test_a_sign_off_while_the_files_are_checked_refuses_the_upload(
+    case, clinician, reviewer, enqueued, monkeypatch
+):
+    from cases.review import services as reviews
+    from tests.cases.review_helpers import add_cells
+
+    cells = add_cells(case, clinician, [0.95, 0.05])
+    reviews.review_claim(case=case, by=reviewer)
+    for image in cells:
+        reviews.review_submit(image=image, by=reviewer, decision="confirm")
+    real_checked_uploads = services.checked_uploads
+
+    def checked_then_signed_off(files, kind="auto"):
+        yield from real_checked_uploads(files, kind)
+        # Every file is checked (and stored), no row written yet: a reviewer signs off now.
+        reviews.case_sign_off(case=Case.objects.get(pk=case.pk), by=reviewer, diagnosis="positive")
+
+    monkeypatch.setattr(services, "checked_uploads", checked_then_signed_off)
+    with pytest.raises(ValidationError, match="signed off while the upload was being checked"):
+        services.images_add(case=case, files=[("late.png", cell_png(7))], by=clinician)
+    assert Case.objects.get(pk=case.pk).status == Case.Status.SIGNED_OFF
+    assert not case.images.filter(original_name="late.png").exists()
+    assert not AuditEvent.objects.filter(action="images.uploaded").exists()
+    assert enqueued == []
+    assert default_storage.listdir(f"cases/{case.pk}/images")[1] == []  # stored file removed
