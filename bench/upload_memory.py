@@ -118,6 +118,32 @@ def _status_kb(field: str) -> int:
     return 0
 
 
+def _environ(path: str, size: int, body, session: str) -> dict:
+    """A WSGI environ for one multipart POST, as gunicorn would pass it."""
+    return {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": path,
+        "SCRIPT_NAME": "",
+        "QUERY_STRING": "",
+        "CONTENT_TYPE": f"multipart/form-data; boundary={BOUNDARY}",
+        "CONTENT_LENGTH": str(size),
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "localhost",
+        "HTTP_ACCEPT": "application/json",
+        "HTTP_COOKIE": f"sessionid={session}; csrftoken={CSRF}",
+        "HTTP_X_CSRFTOKEN": CSRF,
+        "wsgi.input": body,
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": sys.stderr,
+        "wsgi.version": (1, 0),
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+
+
 def child(scenario: str, workdir: Path) -> dict:
     """Runs in a fresh interpreter: one request, its peak RSS."""
     sys.path.insert(0, str(ROOT))
@@ -150,28 +176,7 @@ def child(scenario: str, workdir: Path) -> dict:
         path = workdir / f"{scenario}.body"
         size = path.stat().st_size
         body = open(path, "rb")  # noqa: SIM115 - closed below
-    environ = {
-        "REQUEST_METHOD": "POST",
-        "PATH_INFO": f"/cases/{case.pk}/upload",
-        "SCRIPT_NAME": "",
-        "QUERY_STRING": "",
-        "CONTENT_TYPE": f"multipart/form-data; boundary={BOUNDARY}",
-        "CONTENT_LENGTH": str(size),
-        "SERVER_NAME": "localhost",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "HTTP_HOST": "localhost",
-        "HTTP_ACCEPT": "application/json",
-        "HTTP_COOKIE": f"sessionid={session}; csrftoken={CSRF}",
-        "HTTP_X_CSRFTOKEN": CSRF,
-        "wsgi.input": body,
-        "wsgi.url_scheme": "http",
-        "wsgi.errors": sys.stderr,
-        "wsgi.version": (1, 0),
-        "wsgi.multithread": False,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-    }
+    environ = _environ(f"/cases/{case.pk}/upload", size, body, session)
     import gc
 
     gc.collect()
