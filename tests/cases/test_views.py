@@ -33,7 +33,7 @@ def test_a_failed_login_is_audited_with_the_name_tried(client, clinician):
     response = client.post(reverse("login"), {"username": "clin", "password": "wrong"})
     assert response.status_code == 200
     event = AuditEvent.objects.get(action="user.login_failed")
-    assert event.after == {"username": "clin"} and event.actor is None
+    assert event.after == {"username": "clin", "address": "127.0.0.1"} and event.actor is None
     assert "_auth_user_id" not in client.session
 
 
