@@ -6,6 +6,7 @@ the database transaction that creates the row.
 """
 
 import io
+import posixpath
 
 from django.core.files.base import ContentFile
 from django.db import models
@@ -21,6 +22,12 @@ def file_store(instance: models.Model, field_name: str, filename: str, data: byt
     field = instance._meta.get_field(field_name)
     name = field.generate_filename(instance, filename)
     return field.storage.save(name, ContentFile(data), max_length=field.max_length)
+
+
+def file_folder(instance: models.Model, field_name: str) -> str:
+    """The folder `instance`'s `field_name` stores its files in (nothing is written)."""
+    field = instance._meta.get_field(field_name)
+    return posixpath.dirname(field.generate_filename(instance, "probe.png"))
 
 
 def content_sha256(data: bytes) -> str:

@@ -32,7 +32,7 @@ from cases.analysis.domain_guard import domain_check_cells
 from cases.analysis.status import case_status_refresh
 from cases.audit.trail import audit_record
 from cases.models import Case, Image, Prediction
-from cases.storage import content_sha256, file_store
+from cases.storage import content_sha256, file_folder, file_store
 
 logger = logging.getLogger(__name__)
 
@@ -283,7 +283,9 @@ def _segment_field(image: Image, report: AnalysisReport) -> list[int]:
         return list(image.cells.values_list("pk", flat=True))
     if image.attempts > 1:
         keep = {crop.path for crop in crops}
-        _remove_leftovers(f"cases/{image.case_id}/cells", [image.pk], keep)
+        _remove_leftovers(
+            file_folder(Image(case_id=image.case_id, parent=image), "file"), [image.pk], keep
+        )
     report.segmented[image.pk] = len(child_ids)
     return child_ids
 
@@ -388,7 +390,7 @@ def _save_results(cells: list[Image], results, version, timings: dict, report: A
     # An image claimed before (a killed run) may have left heatmaps that were never recorded.
     for image in cells:
         if image.pk in recorded and image.attempts > 1:
-            folder = f"cases/{image.case_id}/heatmaps"
+            folder = file_folder(Prediction(image=image), "heatmap")
             _remove_leftovers(folder, [image.pk], set(files[image.pk]))
 
 
