@@ -197,19 +197,21 @@ def private_broker(worker_env, tmp_path, monkeypatch):
     server = PrivateRedis(int(os.environ.get("TEST_PRIVATE_REDIS_PORT", "6390")), tmp_path)
 
     def use(url: str) -> None:
+        # Celery reads CELERY_BROKER_URL from the environment before its configuration.
+        monkeypatch.setenv("CELERY_BROKER_URL", url)
         current_app.conf.broker_url = url
         current_app._pool = None  # connections and producers are pooled per broker URL
         current_app.amqp._producer_pool = None
 
-    previous = current_app.conf.broker_url
-    monkeypatch.setattr(django_settings, "CELERY_BROKER_URL", server.url)
-    monkeypatch.setattr(
-        django_settings,
-        "CELERY_BROKER_TRANSPORT_OPTIONS",
-        {"visibility_timeout": 600, "unacked_restore_interval": 10},
-    )
+    previous = django_settings.CELERY_BROKER_URL
+    options = django_settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    django_settings.CELERY_BROKER_URL = server.url
+    django_settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 600}
     worker_env["CELERY_BROKER_URL"] = server.url
     use(server.url)
     yield server
+    # Restored here, before worker_env purges the shared broker at its own teardown.
+    django_settings.CELERY_BROKER_URL = previous
+    django_settings.CELERY_BROKER_TRANSPORT_OPTIONS = options
     use(previous)
     server.stop()

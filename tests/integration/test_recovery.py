@@ -34,8 +34,7 @@ def test_an_upload_while_the_broker_is_down_is_queued_and_analysed_once_it_is_ba
     client.force_login(clinician)
     rng = np.random.default_rng(5)
     files = [
-        SimpleUploadedFile(f"w{i}.png", png_bytes(make_cell(rng, i % 3 == 0, 90)))
-        for i in range(8)
+        SimpleUploadedFile(f"w{i}.png", png_bytes(make_cell(rng, i % 3 == 0, 90))) for i in range(8)
     ]
     started = time.monotonic()
     response = client.post(
