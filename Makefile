@@ -29,14 +29,15 @@ install: $(RUN_STAMP)
 install-dev: $(DEV_STAMP)
 
 # The embedded default: SQLite, kombu's filesystem broker and local files under var/, the
-# shipped model, one Celery worker started beside the web server and stopped with it.
+# shipped model, one Celery worker started beside the web server and stopped with it. The worker
+# embeds Celery beat (-B), which runs the analysis sweep (images left without a message are sent).
 run: export DEBUG ?= true
 run: $(RUN_STAMP)
 	mkdir -p var
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py setup_platform
 	$(BIN)/python manage.py install_default_model
-	@$(BIN)/celery -A malariaweb worker --loglevel=info --concurrency=1 > var/worker.log 2>&1 & \
+	@$(BIN)/celery -A malariaweb worker -B --schedule=var/celerybeat-schedule --loglevel=info --concurrency=1 > var/worker.log 2>&1 & \
 	worker=$$!; \
 	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
 	echo "Celery worker started (pid $$worker, log: var/worker.log)"; \
