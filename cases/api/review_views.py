@@ -10,7 +10,7 @@ from rest_framework.filters import OrderingFilter
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from cases.access import is_reviewer
+from cases.access import is_admin, is_reviewer
 from cases.api.base import ApiListView, ApiView
 from cases.api.serializers import CaseOutSerializer
 from cases.api.shapes import (
@@ -57,13 +57,21 @@ class ReviewQueue(ApiListView):
         return self.list(request)
 
 
+def _require_admin_role(user) -> None:
+    """The reopen page's own question (cases.review.views.reopen): lab admins only."""
+    if not is_admin(user):
+        raise PermissionDenied("Only an admin can reopen a signed-off case.")
+
+
 class _CaseAction(ApiView):
     serializer_class = CaseOutSerializer
     problem_codes = (409,)
     service = None
+    role_check = staticmethod(_require_reviewer_role)
 
     def post(self, request: Request, case_id: int) -> Response:
         case = case_get(request.user, case_id)
+        type(self).role_check(request.user)
         type(self).service(case=case, by=request.user, **self.arguments(request))
         return Response(_case(request, case_id))
 
@@ -80,8 +88,10 @@ def _with_body(serializer_class):
     return arguments
 
 
-def _action(name: str, service, summary: str, body=None) -> type:
+def _action(name: str, service, summary: str, body=None, role_check=None) -> type:
     attrs = {"service": staticmethod(service), "__doc__": summary}
+    if role_check is not None:
+        attrs["role_check"] = staticmethod(role_check)
     if body is not None:
         attrs["arguments"] = _with_body(body)
     view = type(name, (_CaseAction,), attrs)
@@ -114,6 +124,7 @@ CaseReopen = _action(
     reviews.case_reopen,
     "Reopen a signed-off case with a reason (lab admins)",
     ReasonSerializer,
+    _require_admin_role,
 )
 
 
@@ -148,6 +159,7 @@ class CaseConfirmRemaining(ApiView):
     )
     def post(self, request: Request, case_id: int) -> Response:
         case = case_get(request.user, case_id)
+        _require_reviewer_role(request.user)
         data = ConfirmRemainingSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         count = reviews.review_confirm_remaining(

@@ -18,7 +18,9 @@ from cases.api.problems import PROBLEM_CONTENT_TYPE
 class ProblemSerializer(serializers.Serializer):
     """RFC 9457 problem details: the body of every error answer."""
 
-    type = serializers.CharField(help_text="A URI naming the kind of problem.")
+    type = serializers.CharField(
+        required=False, help_text="A URI naming the kind of problem (absent: about:blank)."
+    )
     title = serializers.CharField(help_text="The HTTP status phrase.")
     status = serializers.IntegerField(help_text="The HTTP status code.")
     detail = serializers.CharField(help_text="What went wrong, for a person to read.")

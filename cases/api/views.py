@@ -17,7 +17,7 @@ from rest_framework.response import Response
 
 from cases.access import require_writer, user_sites
 from cases.api.base import AnyMediaJSONRenderer, ApiListView, ApiView
-from cases.api.problems import problem_response
+from cases.api.problems import PayloadTooLarge, problem_response
 from cases.api.serializers import (
     CaseInSerializer,
     CaseOutSerializer,
@@ -45,6 +45,7 @@ from cases.fields import services as field_services
 from cases.fields.selectors import case_fields_panel, field_get, field_payload
 from cases.intake import selectors, services
 from cases.intake.files import IMAGE_FILES, stream_private_file
+from cases.intake.limits import upload_request_refusal
 from cases.intake.presenters import case_status_payload
 from cases.models import Review
 from cases.review.selectors import case_review_counts
@@ -332,6 +333,9 @@ class CaseImages(ApiListView):
         responses={201: UploadOutcomeSerializer, 200: UploadOutcomeSerializer},
     )
     def post(self, request: Request, case_id: int) -> Response:
+        refused = upload_request_refusal(request)  # also the middleware's rule; never read past it
+        if refused:
+            raise PayloadTooLarge(refused)
         case = selectors.case_get(request.user, case_id)
         require_writer(request.user)
         data = UploadSerializer(data=request.data)
