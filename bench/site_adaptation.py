@@ -88,6 +88,7 @@ def photograph_and_review(site, users, fields) -> dict:
     from cases.analysis.services import images_analyse
     from cases.intake import services
     from cases.models import Image, Review
+    from cases.review import services as reviews
     from training.smears import PARASITE_STAGES, UNINFECTED_TYPES, match_boxes
 
     tally = {"cases": 0, "cells_detected": 0, "reviewed": 0, "overridden": 0, "parasitized": 0}

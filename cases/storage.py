@@ -11,7 +11,7 @@ import posixpath
 from django.core.files.base import ContentFile
 from django.db import models
 
-from classifier.registry import sha256_of
+from classifier.hashing import sha256_of
 
 
 def file_store(instance: models.Model, field_name: str, filename: str, data: bytes) -> str:

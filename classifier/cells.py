@@ -1,6 +1,6 @@
 """A detected cell and the one function that cuts it out of its field for the classifier.
 
-Both the field path at serving time (cases.analysis) and the training data cut from annotated
+Both the field path at serving time (cases.analysis.services) and the training data cut from annotated
 fields (training.smears) call cut_cell(), so the classifier sees cells masked and padded the same
 way in training and in use. No Django or TensorFlow imports.
 """

@@ -23,7 +23,7 @@ from django.conf import settings
 from PIL import Image as PILImage
 
 from cases.intake.archives import EntryError, archive_entries, unpack
-from classifier.registry import sha256_of
+from classifier.hashing import sha256_of
 
 ALLOWED_FORMATS = {"PNG": "png", "JPEG": "jpg", "TIFF": "tif", "BMP": "bmp"}
 # Above this size (longest side, pixels) an image is taken to be a whole field, not a cell crop.

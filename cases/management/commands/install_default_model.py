@@ -7,8 +7,9 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from cases.analysis.model_versions import model_activate
+from classifier.hashing import sha256_of
 from classifier.models import ModelVersion
-from classifier.registry import active_version, register_version, sha256_of
+from classifier.registry import active_version, register_version
 
 SHIPPED = Path(__file__).resolve().parents[3] / "classifier"
 DEFAULT_DIRS = (SHIPPED / "default_model", SHIPPED / "default_detector")
