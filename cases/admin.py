@@ -21,6 +21,7 @@ from cases.models import (
     Prediction,
     ReportExport,
     Review,
+    SignOff,
     Site,
 )
 from classifier.admin import PLOT_KINDS, ModelVersionAdmin
@@ -80,6 +81,20 @@ class ReviewAdmin(ViewOnlyAdmin):
     list_display = ["image", "decision", "label", "reason_code", "reviewer", "created_at"]
     list_filter = ["decision", "label", "reason_code"]
     list_select_related = ["image", "reviewer"]
+
+
+@admin.register(SignOff)
+class SignOffAdmin(ViewOnlyAdmin):
+    list_display = [
+        "case",
+        "diagnosis",
+        "positive_cells",
+        "reviewed_cells",
+        "signed_by",
+        "signed_at",
+    ]
+    list_filter = ["diagnosis"]
+    list_select_related = ["case", "signed_by"]
 
 
 @admin.register(Notification)
