@@ -46,7 +46,9 @@ class CaseInSerializer(serializers.Serializer):
 class CaseOutSerializer(serializers.ModelSerializer):
     patient_identifier = serializers.CharField(source="patient.identifier")
     site = serializers.IntegerField(source="patient.site_id")
-    signed_off_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    signed_off_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Case

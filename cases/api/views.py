@@ -184,7 +184,9 @@ class CaseList(ApiListView):
 class CaseDetailSerializer(CaseOutSerializer, CaseProgressSerializer):
     """A case, its progress and the AI's counts (the case page's status.json without images)."""
 
-    assigned_reviewer = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    assigned_reviewer = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     def to_representation(self, instance) -> dict:
         data = CaseOutSerializer(instance).data
