@@ -15,6 +15,7 @@ from cases.audit.trail import audit_record
 from cases.models import Case, DomainStatus, Image, Notification, Prediction, Review, SignOff
 from cases.reports.exports import report_keep_superseded
 from cases.review.selectors import (
+    ReviewCounts,
     case_images_with_reviews,
     current_review,
     four_eyes_blocked,
@@ -292,15 +293,8 @@ def _sign_off_state(case: Case) -> dict:
     }
 
 
-@transaction.atomic
-def case_sign_off(*, case: Case, by, diagnosis: str, note: str = "") -> Case:
-    """Sign the case off with a final diagnosis once every cell is reviewed; this locks it."""
-    case = case_lock(case)
-    _require_reviewer(by, case)
-    _require_status(case, Case.Status.AWAITING_REVIEW, "signed off")
-    _require_four_eyes(by, case)
-    _require_assignee(by, case)
-    counts = review_counts_from(case_images_with_reviews(case))
+def _require_sign_off_allowed(counts: ReviewCounts, diagnosis: str) -> None:
+    """Every cell decided, and a diagnosis the reviewer's own labels support."""
     if counts.analysing:
         raise ValidationError(f"{counts.analysing} images are still being analysed.")
     if counts.cells == 0:
@@ -323,7 +317,10 @@ def case_sign_off(*, case: Case, by, diagnosis: str, note: str = "") -> Case:
                 "override them or sign off as positive."
             }
         )
-    before = _sign_off_state(case)
+
+
+def _record_sign_off(case: Case, by, counts: ReviewCounts, diagnosis: str, note: str) -> SignOff:
+    """Write the case's current-sign-off columns and its permanent SignOff row."""
     percent, interval = percent_interval(counts.reviewer_parasitized, counts.reviewed)
     case.status = Case.Status.SIGNED_OFF
     case.signed_off_by = by
@@ -352,6 +349,21 @@ def case_sign_off(*, case: Case, by, diagnosis: str, note: str = "") -> Case:
     )
     sign_off.full_clean()
     sign_off.save()
+    return sign_off
+
+
+@transaction.atomic
+def case_sign_off(*, case: Case, by, diagnosis: str, note: str = "") -> Case:
+    """Sign the case off with a final diagnosis once every cell is reviewed; this locks it."""
+    case = case_lock(case)
+    _require_reviewer(by, case)
+    _require_status(case, Case.Status.AWAITING_REVIEW, "signed off")
+    _require_four_eyes(by, case)
+    _require_assignee(by, case)
+    counts = review_counts_from(case_images_with_reviews(case))
+    _require_sign_off_allowed(counts, diagnosis)
+    before = _sign_off_state(case)
+    sign_off = _record_sign_off(case, by, counts, diagnosis, note)
     after = {**_sign_off_state(case), "sign_off": sign_off.pk}
     after["failed_images"] = [img.pk for img in counts.failed_images]
     audit_record(
