@@ -70,7 +70,16 @@ def test_the_classifier_imports_nothing_of_cases_or_training():
 
 
 def test_the_ml_modules_do_not_import_django():
-    for name in ["architecture", "preprocess", "engine", "overlay", "quality", "segment", "calibration", "hashing"]:
+    for name in [
+        "architecture",
+        "preprocess",
+        "engine",
+        "overlay",
+        "quality",
+        "segment",
+        "calibration",
+        "hashing",
+    ]:
         path = REPO / "classifier" / f"{name}.py"
         if path.exists():
             assert "django" not in imports_of(path), path
