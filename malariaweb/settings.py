@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "classifier",
     "cases",
     "training",
+    "integrations",
 ]
 
 MIDDLEWARE = [
@@ -328,6 +329,10 @@ API_THROTTLE_RATES = {
     "user": env_str("API_THROTTLE_USER", "6000/minute"),
     "anon": env_str("API_THROTTLE_ANON", "300/minute"),
 }
+# Webhooks (integrations/): a failed delivery is retried after 30 s, 60 s, 120 s, ... until
+# WEBHOOK_MAX_ATTEMPTS attempts, then marked failed (replayable from the admin).
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
+WEBHOOK_RETRY_BASE_SECONDS = env_int("WEBHOOK_RETRY_BASE_SECONDS", 30, minimum=1)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Malaria diagnosis platform API",
     "DESCRIPTION": (

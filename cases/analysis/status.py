@@ -2,6 +2,7 @@
 
 from cases.audit.trail import audit_record
 from cases.models import Case, Image
+from cases.signals import CASE_ANALYSED, case_event_send
 
 
 def case_status_refresh(*, case: Case, by=None) -> Case:
@@ -32,4 +33,6 @@ def case_status_refresh(*, case: Case, by=None) -> Case:
             before=before,
             after={"status": new},
         )
+        if new == Case.Status.AWAITING_REVIEW:
+            case_event_send(case=case, event=CASE_ANALYSED)
     return case

@@ -24,6 +24,7 @@ from cases.review.selectors import (
     percent_interval,
     review_counts_from,
 )
+from cases.signals import CASE_REOPENED, CASE_SIGNED_OFF, case_event_send
 from cases.summary import prediction_of
 
 SIGN_OFF_FIELDS = [
@@ -369,6 +370,7 @@ def case_sign_off(*, case: Case, by, diagnosis: str, note: str = "") -> Case:
     audit_record(
         actor=by, action="case.signed_off", obj=case, case=case, before=before, after=after
     )
+    case_event_send(case=case, event=CASE_SIGNED_OFF)
     if case.created_by_id != by.pk:
         _notify(
             case.created_by,
@@ -422,6 +424,7 @@ def case_reopen(*, case: Case, by, reason: str) -> Case:
             **_claim_state(case),
         },
     )
+    case_event_send(case=case, event=CASE_REOPENED)
     message = f"Case {case.pk} ({case.patient}) was reopened by {by}: {reason}"
     for user in {u for u in (signer, case.created_by) if u is not None and u.pk != by.pk}:
         _notify(user, case, message)
