@@ -15,6 +15,40 @@ from cases.validators import validate_single_line
 from classifier.models import ModelVersion
 
 
+class AppendOnlyQuerySet(models.QuerySet):
+    """Refuses bulk updates and deletes of an append-only model, in the model's own words."""
+
+    def update(self, **kwargs):
+        raise PermissionError(self.model.refused_update)
+
+    def delete(self):
+        raise PermissionError(self.model.refused_delete)
+
+
+class AppendOnlyModel(models.Model):
+    """A row that, once stored, is never rewritten or deleted through the ORM.
+
+    An invariant, not business logic: subclasses name what is refused in `refused_update` and
+    `refused_delete` (AuditEvent, SignOff).
+    """
+
+    refused_update = "This record is append-only: it cannot be updated."
+    refused_delete = "This record is append-only: it cannot be deleted."
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise PermissionError(self.refused_update)
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError(self.refused_delete)
+
+
 class Site(models.Model):
     """A laboratory or clinic. Users see only the patients and cases of their own sites."""
 
@@ -304,15 +338,7 @@ class Review(models.Model):
         return f"{self.decision} {self.label} (image {self.image_id})"
 
 
-class SignOffQuerySet(models.QuerySet):
-    def update(self, **kwargs):
-        raise PermissionError("Sign-offs are append-only: a sign-off cannot be updated.")
-
-    def delete(self):
-        raise PermissionError("Sign-offs are append-only: a sign-off cannot be deleted.")
-
-
-class SignOff(models.Model):
+class SignOff(AppendOnlyModel):
     """A reviewer's signed result of a case: the final diagnosis and the reviewer's counts.
 
     Append-only, like Review: written by cases.review.services.case_sign_off and never changed.
@@ -338,7 +364,8 @@ class SignOff(models.Model):
     parasitemia_high = models.FloatField(null=True, blank=True, help_text="95% Wilson, %.")
     note = models.TextField(blank=True)
 
-    objects = SignOffQuerySet.as_manager()
+    refused_update = "Sign-offs are append-only: a sign-off cannot be updated."
+    refused_delete = "Sign-offs are append-only: a sign-off cannot be deleted."
 
     class Meta:
         ordering = ["-signed_at", "-id"]
@@ -346,15 +373,6 @@ class SignOff(models.Model):
 
     def __str__(self) -> str:
         return f"{self.diagnosis} (case {self.case_id}, {self.signed_at:%Y-%m-%d %H:%M})"
-
-    def save(self, *args, **kwargs):
-        # An invariant, not business logic (as AuditEvent): a stored sign-off is never rewritten.
-        if not self._state.adding:
-            raise PermissionError("Sign-offs are append-only: a sign-off cannot be updated.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise PermissionError("Sign-offs are append-only: a sign-off cannot be deleted.")
 
 
 class CellCorrection(models.Model):
@@ -443,15 +461,7 @@ class ReportExport(models.Model):
         return f"{self.get_kind_display()} of case {self.case_id} ({self.status})"
 
 
-class AuditEventQuerySet(models.QuerySet):
-    def update(self, **kwargs):
-        raise PermissionError("The audit trail is append-only: events cannot be updated.")
-
-    def delete(self):
-        raise PermissionError("The audit trail is append-only: events cannot be deleted.")
-
-
-class AuditEvent(models.Model):
+class AuditEvent(AppendOnlyModel):
     """One state change. Append-only; each event's hash covers the previous event's hash."""
 
     seq = models.PositiveBigIntegerField(unique=True)
@@ -474,7 +484,8 @@ class AuditEvent(models.Model):
     # AUDIT_HMAC_KEY was set), 2 = HMAC-SHA256 keyed with AUDIT_HMAC_KEY (kept out of the database).
     scheme = models.PositiveSmallIntegerField(default=1)
 
-    objects = AuditEventQuerySet.as_manager()
+    refused_update = "The audit trail is append-only: events cannot be updated."
+    refused_delete = "The audit trail is append-only: events cannot be deleted."
 
     class Meta:
         ordering = ["seq"]
@@ -482,15 +493,6 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.action} {self.object_type}:{self.object_id}"
-
-    def save(self, *args, **kwargs):
-        # An invariant, not business logic: a stored event can never be rewritten via the ORM.
-        if not self._state.adding:
-            raise PermissionError("The audit trail is append-only: events cannot be updated.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise PermissionError("The audit trail is append-only: events cannot be deleted.")
 
 
 class AuditHead(models.Model):
