@@ -4,10 +4,8 @@ because every change to them must go through cases.intake.services and leave an 
 import posixpath
 
 from django.contrib import admin, messages
-from django.core.files.storage import default_storage
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from cases.analysis.model_versions import model_activate
@@ -24,7 +22,7 @@ from cases.models import (
     SignOff,
     Site,
 )
-from classifier.admin import PLOT_KINDS, ModelVersionAdmin
+from classifier.admin import ModelVersionAdmin
 from classifier.models import ModelVersion
 
 
@@ -152,10 +150,6 @@ def _is_plain(value) -> bool:
     return not isinstance(value, dict)
 
 
-def _num(value) -> str:
-    return f"{value:.4f}" if isinstance(value, int | float) else "—"
-
-
 def _rows(data: dict):
     """Card sections as readable rows: numbers rounded, lists of sentences as bullet points,
     a section's nested detail left to card.md."""
@@ -271,43 +265,6 @@ class ActivatableModelVersionAdmin(ModelVersionAdmin):
             "<table class='model-card'>{}</table>",
             format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", _rows(card)),
         )
-
-    @admin.display(description="evaluations")
-    def evaluation_plots(self, obj: ModelVersion):
-        evaluations = (obj.metrics or {}).get("evaluations", [])
-        if not evaluations:
-            return "No evaluation yet: python manage.py evaluate_model --data DIR --version NAME"
-        blocks = []
-        for index, evaluation in enumerate(evaluations):
-            stored = evaluation.get("stored_plots", {})
-            kinds = [k for k in PLOT_KINDS if stored.get(k) and default_storage.exists(stored[k])]
-            images = format_html_join(
-                "",
-                "<img src='{}' alt='{}' style='max-width:32%;margin:2px'>",
-                ((reverse("admin:classifier_plot", args=[obj.pk, index, k]), k) for k in kinds),
-            )
-            if not kinds:
-                images = format_html(
-                    "<p>Plots are not stored on this installation: run evaluate_model to make "
-                    "them.</p>"
-                )
-            data = posixpath.basename(str(evaluation.get("data") or "").rstrip("/")) or "—"
-            blocks.append(
-                format_html(
-                    "<p><strong>{}</strong> on {}: n={}, accuracy {}, AUC {}, sensitivity {}, "
-                    "specificity {}, threshold {}</p><div>{}</div>",
-                    str(evaluation.get("evaluated_at") or "")[:16].replace("T", " "),
-                    data,
-                    evaluation.get("n"),
-                    _num(evaluation.get("accuracy")),
-                    _num(evaluation.get("auc")),
-                    _num(evaluation.get("sensitivity")),
-                    _num(evaluation.get("specificity")),
-                    _num(evaluation.get("threshold")),
-                    images,
-                )
-            )
-        return format_html_join("", "{}", ((block,) for block in blocks))
 
     @admin.action(description="Activate selected version")
     def activate_version(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:

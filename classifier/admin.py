@@ -1,4 +1,5 @@
 import json
+import posixpath
 
 from django.contrib import admin
 from django.core.files.storage import default_storage
@@ -98,21 +99,25 @@ class ModelVersionAdmin(admin.ModelAdmin):
             return "No evaluation yet: python manage.py evaluate_model --data DIR --version NAME"
         blocks = []
         for index, evaluation in enumerate(evaluations):
+            stored = evaluation.get("stored_plots", {})
+            kinds = [k for k in PLOT_KINDS if stored.get(k) and default_storage.exists(stored[k])]
             images = format_html_join(
                 "",
                 "<img src='{}' alt='{}' style='max-width:32%;margin:2px'>",
-                (
-                    (reverse("admin:classifier_plot", args=[obj.pk, index, kind]), kind)
-                    for kind in PLOT_KINDS
-                    if kind in evaluation.get("stored_plots", {})
-                ),
+                ((reverse("admin:classifier_plot", args=[obj.pk, index, k]), k) for k in kinds),
             )
+            if not kinds:
+                images = format_html(
+                    "<p>Plots are not stored on this installation: run evaluate_model to make "
+                    "them.</p>"
+                )
+            data = posixpath.basename(str(evaluation.get("data") or "").rstrip("/")) or "—"
             blocks.append(
                 format_html(
                     "<p><strong>{}</strong> on {}: n={}, accuracy {}, AUC {}, sensitivity {}, "
                     "specificity {}, threshold {}</p><div>{}</div>",
-                    evaluation.get("evaluated_at"),
-                    evaluation.get("data"),
+                    str(evaluation.get("evaluated_at") or "")[:16].replace("T", " "),
+                    data,
                     evaluation.get("n"),
                     _num(evaluation.get("accuracy")),
                     _num(evaluation.get("auc")),
