@@ -6,12 +6,25 @@ the database transaction that creates the row.
 """
 
 import io
+import logging
 import posixpath
 
+from django.core.files import File
 from django.core.files.base import ContentFile
 from django.db import models
 
 from classifier.hashing import sha256_of
+
+logger = logging.getLogger(__name__)
+
+
+class StorageUnavailable(RuntimeError):
+    """Storage refused a write (read-only, full, unreachable); the message names no path."""
+
+
+def storage_error_text(exc: OSError) -> str:
+    """A storage error as users may read it: the reason, never the server's paths."""
+    return f"storage error: {exc.strerror or type(exc).__name__}"
 
 
 def file_store(instance: models.Model, field_name: str, filename: str, data: bytes) -> str:
@@ -22,6 +35,31 @@ def file_store(instance: models.Model, field_name: str, filename: str, data: byt
     field = instance._meta.get_field(field_name)
     name = field.generate_filename(instance, filename)
     return field.storage.save(name, ContentFile(data), max_length=field.max_length)
+
+
+def stream_store(instance: models.Model, field_name: str, filename: str, content) -> str:
+    """Stream an open file to the path `instance`'s `field_name` builds; the stored name.
+
+    A storage fault raises StorageUnavailable (its text names no path) after deleting whatever
+    part of the file was written (a full disk leaves half a file behind)."""
+    field = instance._meta.get_field(field_name)
+    name = field.generate_filename(instance, filename)
+    try:
+        return field.storage.save(name, File(content), max_length=field.max_length)
+    except OSError as exc:
+        logger.warning("Storage refused %s", name, exc_info=True)
+        file_delete(field.storage, name)
+        raise StorageUnavailable(storage_error_text(exc)) from None
+
+
+def file_delete(storage, name: str) -> bool:
+    """Delete a stored file if it is there; a storage fault is logged, not raised."""
+    try:
+        storage.delete(name)
+    except OSError:
+        logger.warning("Could not delete %s", name, exc_info=True)
+        return False
+    return True
 
 
 def file_folder(instance: models.Model, field_name: str) -> str:

@@ -32,7 +32,7 @@ from cases.analysis.domain_guard import domain_check_cells
 from cases.analysis.status import case_status_refresh
 from cases.audit.trail import audit_record
 from cases.models import Case, Image, Prediction
-from cases.storage import content_sha256, file_folder, file_store
+from cases.storage import content_sha256, file_folder, file_store, storage_error_text
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +49,6 @@ class TransientAnalysisError(RuntimeError):
 
 # Faults of the platform, not of one image: raised for the task to retry the batch later.
 TRANSIENT = (TransientAnalysisError, DatabaseError, OSError)
-
-
-def storage_error_text(exc: OSError) -> str:
-    """A storage error as users may read it: the reason, never the server's paths."""
-    return f"storage error: {exc.strerror or type(exc).__name__}"
 
 
 def poison_reason(limit: int) -> str:

@@ -4,7 +4,7 @@ Each operation's error responses are derived here from what the view can answer,
 cannot be added without them: 401 (with WWW-Authenticate) unless the view allows anyone, 403
 for authenticated views, 404 where the path names an object or the list can be paged, 400 for
 writes and filtered lists, 429 (with Retry-After) everywhere, and 409/413 where a view declares
-them in `problem_codes`.
+them in `problem_codes` (503 where a storage fault can refuse an upload).
 """
 
 from drf_spectacular.openapi import AutoSchema
@@ -41,10 +41,13 @@ _DESCRIPTIONS = {
     "claimed by another reviewer, still analysing).",
     413: "The request body is larger than the upload limits.",
     429: "Too many requests: retry after `Retry-After` seconds.",
+    503: "Storage refused the files (read-only or full); nothing was kept: send them again "
+    "after `Retry-After` seconds.",
 }
 _HEADERS = {
     401: {"WWW-Authenticate": "The scheme to authenticate with (`Token`)."},
     429: {"Retry-After": "Seconds to wait before the next request."},
+    503: {"Retry-After": "Seconds to wait before sending the files again."},
 }
 
 

@@ -49,8 +49,11 @@ from cases.intake.limits import upload_request_refusal
 from cases.intake.presenters import case_status_payload
 from cases.models import Review
 from cases.review.selectors import case_review_counts
+from cases.storage import StorageUnavailable
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/tiff", "image/bmp")
+# Seconds an uploader is asked to wait after a storage fault before sending the files again.
+STORAGE_RETRY_AFTER = 60
 
 
 class PatientCreateSerializer(PatientInSerializer):
@@ -302,7 +305,7 @@ class CaseImages(ApiListView):
     filter_backends = [OrderingFilter]
     ordering_fields = ["id", "created_at", "status", "prediction__probability"]
     filter_serializer = ResultFilter
-    problem_codes = (409, 413)
+    problem_codes = (409, 413, 503)
 
     def get_queryset(self):
         case = selectors.case_get(self.request.user, self.kwargs["case_id"])
@@ -329,7 +332,8 @@ class CaseImages(ApiListView):
         summary="Upload images or zip archives (clinicians, lab admins)",
         description="Each file stands or falls on its own: 201 when at least one was stored, "
         "200 when all were already in the case, 400 (with the same per-file lists) when none "
-        "was accepted. A signed-off case answers 409.",
+        "was accepted. A signed-off case answers 409. A storage fault (read-only or full disk) "
+        "answers 503 with Retry-After and keeps nothing of the request: send it again later.",
         tags=["images"],
         request={"multipart/form-data": UploadSerializer},
         responses={201: UploadOutcomeSerializer, 200: UploadOutcomeSerializer},
@@ -342,12 +346,19 @@ class CaseImages(ApiListView):
         require_writer(request.user)
         data = UploadSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        outcome = services.images_add(
-            case=case,
-            files=[(f.name, f) for f in data.validated_data["files"]],  # streamed
-            by=request.user,
-            kind=data.validated_data["kind"],
-        )
+        try:
+            outcome = services.images_add(
+                case=case,
+                files=[(f.name, f) for f in data.validated_data["files"]],  # streamed
+                by=request.user,
+                kind=data.validated_data["kind"],
+            )
+        except StorageUnavailable as exc:
+            response = problem_response(
+                503, services.storage_fault_message(exc), code="storage_unavailable"
+            )
+            response["Retry-After"] = str(STORAGE_RETRY_AFTER)
+            return response
         body = _outcome(outcome)
         if outcome.stored:
             return Response(body, status=status.HTTP_201_CREATED)

@@ -10,9 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
-from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
 from cases.access import require_site_member
 from cases.analysis import queue
@@ -20,6 +19,7 @@ from cases.analysis.status import case_status_refresh
 from cases.audit.trail import audit_record, snapshot
 from cases.intake.uploads import Rejected, Skipped, UploadSource, ValidFile, checked_uploads
 from cases.models import Case, Image, Patient, Site
+from cases.storage import StorageUnavailable, file_delete, stream_store
 
 logger = logging.getLogger(__name__)
 
@@ -128,15 +128,22 @@ class _Staged:
 
 
 def _store(case: Case, valid: ValidFile) -> str:
-    """Stream the file to the path Image.file's upload_to builds (never the uploaded name)."""
-    file_field = Image._meta.get_field("file")
-    name = file_field.generate_filename(Image(case=case), f"upload.{valid.extension}")
-    return file_field.storage.save(name, File(valid.content), max_length=file_field.max_length)
+    """Stream the file to the path Image.file's upload_to builds (never the uploaded name); a
+    storage fault raises StorageUnavailable with nothing of this file left behind."""
+    return stream_store(Image(case=case), "file", f"upload.{valid.extension}", valid.content)
 
 
 def _discard(staged: list[_Staged]) -> None:
     for item in staged:
-        default_storage.delete(item.path)
+        file_delete(default_storage, item.path)
+
+
+def storage_fault_message(exc: StorageUnavailable) -> str:
+    """What an uploader reads when storage refused the files (page and API alike)."""
+    return (
+        f"The files could not be stored ({exc}); nothing from this upload was kept. "
+        "Upload them again later."
+    )
 
 
 def _require_open(case: Case) -> None:
@@ -233,16 +240,18 @@ def images_add(
     `files` are (name, content) pairs; content is bytes or an open binary file (an
     UploadedFile): it is streamed, never read whole. Checking and storage I/O happen before the
     transaction; the case is locked, and checked again for a sign-off, only while the rows are
-    written.
+    written. A storage fault (a read-only or full disk) keeps nothing of the request: it raises
+    cases.storage.StorageUnavailable, whose text names no path, and the same files can be sent
+    again once storage is back.
     """
     require_site_member(by, case.patient.site)
     _require_open(case)  # early: do not check gigabytes of files for a locked case
     outcome, staged = _stage_uploads(case, files, kind)
     try:
         outcome.stored = _images_record(case=case, staged=staged, outcome=outcome, by=by)
-    except (IntegrityError, ValidationError):
-        # A concurrent upload of the same file won the race, or the case was signed off
-        # meanwhile: nothing of ours was committed.
+    except BaseException:
+        # A concurrent upload of the same file won the race, the case was signed off meanwhile,
+        # or the database failed: nothing of ours was committed, so no file of it may stay.
         _discard(staged)
         raise
     return outcome

@@ -27,8 +27,9 @@ from cases.intake.forms import (
     add_service_errors,
 )
 from cases.intake.presenters import case_status_payload
-from cases.intake.services import UploadOutcome
+from cases.intake.services import UploadOutcome, storage_fault_message
 from cases.review.selectors import case_diagnosis_history, case_review_counts
+from cases.storage import StorageUnavailable
 
 PAGE_SIZE = 25
 # A plain-form upload of hundreds of bad files must not flood the page with messages.
@@ -141,9 +142,11 @@ def _wants_json(request: HttpRequest) -> bool:
     return "application/json" in request.headers.get("Accept", "")
 
 
-def _upload_refused(request: HttpRequest, case_id: int, message: str) -> HttpResponse:
+def _upload_refused(
+    request: HttpRequest, case_id: int, message: str, status: int = 400
+) -> HttpResponse:
     if _wants_json(request):
-        return JsonResponse({"error": message}, status=400)
+        return JsonResponse({"error": message}, status=status)
     messages.error(request, message)
     return redirect("case_detail", case_id)
 
@@ -180,6 +183,8 @@ def case_upload(request: HttpRequest, case_id: int) -> HttpResponse:
         )
     except ValidationError as exc:
         return _upload_refused(request, case.pk, " ".join(exc.messages))
+    except StorageUnavailable as exc:
+        return _upload_refused(request, case.pk, storage_fault_message(exc), status=503)
     if _wants_json(request):
         return JsonResponse(outcome.as_dict())
     _upload_messages(request, outcome)
