@@ -18,7 +18,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from cases.analysis.services import images_mark_failed
+from cases.analysis.services import (
+    failed_images_remove_leftovers,
+    images_mark_failed,
+    poison_reason,
+)
 from cases.models import Image
 
 logger = logging.getLogger(__name__)
@@ -126,11 +130,9 @@ def _give_up_on_poison(stale: Q) -> list[int]:
     )
     if not ids:
         return []
-    return images_mark_failed(
-        image_ids=ids,
-        reason=f"the analysis stopped {limit} times while working on this image "
-        "(it may crash the worker); not retried automatically",
-    )
+    failed = images_mark_failed(image_ids=ids, reason=poison_reason(limit))
+    failed_images_remove_leftovers(image_ids=failed)  # files its crashed runs wrote
+    return failed
 
 
 def analysis_sweep(now: datetime | None = None) -> SweepReport:

@@ -109,6 +109,31 @@ def _remove_leftovers(folder: str, image_ids, keep: set[str]) -> int:
     return len(leftovers)
 
 
+def failed_images_remove_leftovers(*, image_ids: list[int]) -> int:
+    """Delete what runs that never finished wrote for these failed images: a cell's heatmaps, a
+    field's cell crops whose rows were never recorded. Call after the failure is committed (an
+    image given up as poison crashed its workers between writing files and recording them)."""
+    images = list(Image.objects.filter(pk__in=image_ids, status=Image.Status.FAILED))
+    keep = {
+        name
+        for pair in Prediction.objects.filter(image__in=images).values_list(
+            "heatmap", "heatmap_raw"
+        )
+        for name in pair
+    }
+    keep |= set(Image.objects.filter(parent__in=images).values_list("file", flat=True))
+    removed = 0
+    for case_id in {img.case_id for img in images}:
+        mine = [img for img in images if img.case_id == case_id]
+        heatmaps = file_folder(Prediction(image=mine[0]), "heatmap")
+        removed += _remove_leftovers(heatmaps, [img.pk for img in mine], keep)
+        fields = [img.pk for img in mine if img.kind == Image.Kind.FIELD]
+        if fields:
+            crops = file_folder(Image(case_id=case_id, parent_id=fields[0]), "file")
+            removed += _remove_leftovers(crops, fields, keep)
+    return removed
+
+
 @transaction.atomic
 def images_mark_failed(*, image_ids: list[int], reason: str) -> list[int]:
     """Mark images that are still pending as failed, with a readable reason (and audit it)."""
@@ -170,7 +195,8 @@ def _mark_processing(image_ids: list[int]) -> list[Image]:
     limit = settings.ANALYSIS_MAX_ATTEMPTS
     poison = [img.pk for img in claimed if img.attempts > limit]
     if poison:
-        images_mark_failed(image_ids=poison, reason=poison_reason(limit))
+        failed = images_mark_failed(image_ids=poison, reason=poison_reason(limit))
+        failed_images_remove_leftovers(image_ids=failed)
     return [img for img in claimed if img.attempts <= limit]
 
 

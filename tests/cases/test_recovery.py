@@ -184,3 +184,47 @@ def test_the_case_page_offers_reanalysis_to_a_reviewer(
         response = client.post(reverse("case_reanalyse", args=[case.pk]))
     assert response.status_code == 302
     assert Image.objects.get(pk=ids[0]).status == Image.Status.QUEUED
+
+
+def stray(name: str) -> str:
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    return default_storage.save(name, ContentFile(b"written by a run that crashed"))
+
+
+def test_files_left_by_an_image_the_sweep_gives_up_on_are_deleted(
+    case, clinician, broker, settings, django_capture_on_commit_callbacks
+):
+    from django.core.files.storage import default_storage
+
+    settings.ANALYSIS_MAX_ATTEMPTS = 2
+    poison, healthy = upload(case, clinician, 2, django_capture_on_commit_callbacks)
+    # The runs that crashed on it wrote its heatmaps, never recorded.
+    left = [stray(f"cases/{case.pk}/heatmaps/{poison}-{n}-overlay.png") for n in range(3)]
+    kept = stray(f"cases/{case.pk}/heatmaps/{healthy}-abcd-overlay.png")
+    Image.objects.filter(pk=poison).update(
+        status=Image.Status.PROCESSING, claimed_at=None, attempts=2
+    )
+    assert queue.analysis_sweep().given_up == [poison]
+    assert [default_storage.exists(name) for name in left] == [False] * 3
+    assert default_storage.exists(kept)  # another image's file is not touched
+    assert all(default_storage.exists(img.file.name) for img in Image.objects.all())
+
+
+def test_crops_left_by_a_field_the_worker_gives_up_on_are_deleted(
+    case, clinician, broker, settings, django_capture_on_commit_callbacks
+):
+    from django.core.files.storage import default_storage
+
+    from cases.analysis.services import images_analyse
+
+    settings.ANALYSIS_MAX_ATTEMPTS = 2
+    [field] = upload(case, clinician, 1, django_capture_on_commit_callbacks)
+    Image.objects.filter(pk=field).update(kind=Image.Kind.FIELD, attempts=2)
+    crops = [stray(f"cases/{case.pk}/cells/{field}-{n}.png") for n in range(2)]
+    other = stray(f"cases/{case.pk}/cells/{field}0-keep.png")  # another field's crop
+    images_analyse(image_ids=[field])  # the third claim: given up before any work
+    assert Image.objects.get(pk=field).status == Image.Status.FAILED
+    assert [default_storage.exists(name) for name in crops] == [False, False]
+    assert default_storage.exists(other)
