@@ -39,6 +39,9 @@ from collections import defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from bench.celery_worker import celery_worker_command  # noqa: E402
+
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 PASSWORD = "load-test-password-1"
 
@@ -153,20 +156,9 @@ def start_stack(args, env: dict, port: int, logs: Path) -> list[subprocess.Popen
     ]
     for n in range(2):
         commands.append(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "malariaweb",
-                "worker",
-                "--concurrency=1",
-                "--loglevel=warning",
-                "-Q",
-                "malaria-load",
-                "-n",
-                f"load{n}@%h",
-            ]
+            celery_worker_command(
+                "malaria-load", "--concurrency=1", loglevel="warning", name=f"load{n}"
+            )
         )
     processes = []
     for i, command in enumerate(commands):

@@ -38,6 +38,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.celery_worker import ALONE, celery_worker_command  # noqa: E402
+
 PASSWORD = "malaria-demo"
 
 
@@ -124,19 +126,7 @@ class Platform:
             "300",
         )
         self.spawn(
-            "worker",
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "malariaweb",
-            "worker",
-            "--concurrency=1",
-            "--loglevel=info",
-            "-Q",
-            self.env["CELERY_QUEUE"],
-            "--without-gossip",
-            "--without-mingle",
+            "worker", *celery_worker_command(self.env["CELERY_QUEUE"], "--concurrency=1", *ALONE)
         )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

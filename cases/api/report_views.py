@@ -5,7 +5,6 @@ reports; a case with more images than REPORT_DIRECT_MAX_IMAGES is rendered by a 
 direct report answers 409 and the client requests an export instead.
 """
 
-from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -114,10 +113,4 @@ class ExportFile(ApiView):
         export = get_object_or_404(
             _exports_visible(request.user).filter(status=ReportExport.Status.DONE), pk=export_id
         )
-        response = FileResponse(
-            default_storage.open(export.file.name, "rb"),
-            content_type=documents.CONTENT_TYPES[export.kind],
-        )
-        filename = documents.report_filename(export.case, export.kind)
-        response["Content-Disposition"] = documents.attachment_header(filename)
-        return documents.no_store(response)
+        return documents.export_response(export)

@@ -1,11 +1,8 @@
 """Small input and output serializers for the REST API. They validate and shape; services write."""
 
-from django.urls import reverse
 from rest_framework import serializers
 
 from cases.access import user_sites
-from cases.intake.forms import KIND_CHOICES
-from cases.intake.presenters import image_payload
 from cases.intake.selectors import patients_visible
 from cases.models import Case, Patient, Site
 from cases.validators import validate_single_line
@@ -71,23 +68,3 @@ class CaseOutSerializer(serializers.ModelSerializer):
             "signed_off_by",
             "signed_off_at",
         ]
-
-
-class UploadInSerializer(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=KIND_CHOICES, default="auto")
-
-
-class ImageOutSerializer(serializers.BaseSerializer):
-    """The shape of an image in the case page's status.json, plus ``api_urls``: the same files
-    from API endpoints that accept token authentication (the page's URLs need a session)."""
-
-    def to_representation(self, instance) -> dict:
-        payload = image_payload(instance)
-        page_keys = {"file": "file_url", "heatmap": "heatmap_url", "heatmap-raw": "heatmap_raw_url"}
-        payload["api_urls"] = {
-            which.replace("-", "_"): reverse("api_image_content", args=[instance.pk, which])
-            if payload.get(key)
-            else None
-            for which, key in page_keys.items()
-        }
-        return payload

@@ -15,7 +15,8 @@ reopen keeps the signed report as a ReportExport marked superseded (report_keep_
 from urllib.parse import quote
 
 from django.conf import settings
-from django.http import HttpResponse
+from django.core.files.storage import default_storage
+from django.http import FileResponse, HttpResponse
 
 from cases.models import Case, ReportExport
 from cases.reports.fhir import case_report_fhir, case_report_fhir_bytes
@@ -31,6 +32,7 @@ __all__ = [
     "case_report_fhir_bytes",
     "case_report_pdf",
     "attachment_header",
+    "export_response",
     "is_large",
     "no_store",
     "report_filename",
@@ -84,6 +86,16 @@ def no_store(response: HttpResponse) -> HttpResponse:
     """Reports carry patient data: no shared cache keeps them, and no browser cache either."""
     response["Cache-Control"] = "private, no-store"
     return response
+
+
+def export_response(export: ReportExport) -> FileResponse:
+    """A finished stored export as a download: its content type, a safe name, never cached."""
+    response = FileResponse(
+        default_storage.open(export.file.name, "rb"), content_type=CONTENT_TYPES[export.kind]
+    )
+    filename = report_filename(export.case, export.kind)
+    response["Content-Disposition"] = attachment_header(filename)
+    return no_store(response)
 
 
 def report_render(case: Case, kind: str) -> bytes:

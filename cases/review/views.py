@@ -12,7 +12,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.http import (
@@ -424,13 +423,7 @@ def export_download(request: HttpRequest, export_id: int) -> FileResponse:
         ).select_related("case__patient"),
         pk=export_id,
     )
-    response = FileResponse(
-        default_storage.open(export.file.name, "rb"),
-        content_type=report_documents.CONTENT_TYPES[export.kind],
-    )
-    filename = report_documents.report_filename(export.case, export.kind)
-    response["Content-Disposition"] = report_documents.attachment_header(filename)
-    return report_documents.no_store(response)
+    return report_documents.export_response(export)
 
 
 # --- Audit trail (staff) --------------------------------------------------------------------

@@ -3,7 +3,6 @@
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
+from bench.celery_worker import ALONE, celery_worker_command
 from tests.conftest import register_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,22 +48,9 @@ class Worker:
         self.log = log
         self.handle = log.open("ab")
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "malariaweb",
-                "worker",
-                "--pool=solo",
-                "--loglevel=info",
-                "-Q",
-                django_settings.CELERY_TASK_DEFAULT_QUEUE,
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                *extra,
-            ],
+            celery_worker_command(
+                django_settings.CELERY_TASK_DEFAULT_QUEUE, "--pool=solo", *ALONE, *extra
+            ),
             cwd=REPO,
             env=env,
             stdout=self.handle,

@@ -5,7 +5,6 @@ media folder that does not exist, analysing from it: nothing depends on a local 
 import os
 import socket
 import subprocess
-import sys
 
 import boto3
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.files.storage import default_storage
 
+from bench.celery_worker import ALONE, celery_worker_command
 from cases.intake import services
 from cases.models import Image, Prediction
 from classifier.synthetic import make_cell, png_bytes
@@ -86,23 +86,9 @@ def start_s3_worker(env: dict, folder) -> tuple[subprocess.Popen, object]:
     folder.mkdir()
     log = (folder / "worker.log").open("ab")
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "malariaweb",
-            "worker",
-            "--pool=solo",
-            "--loglevel=info",
-            "-Q",
-            django_settings.CELERY_TASK_DEFAULT_QUEUE,
-            "-n",
-            f"{folder.name}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
+        celery_worker_command(
+            django_settings.CELERY_TASK_DEFAULT_QUEUE, "--pool=solo", *ALONE, name=folder.name
+        ),
         cwd=folder,
         env=env,
         stdout=log,
