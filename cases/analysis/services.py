@@ -15,7 +15,7 @@ import functools
 import io
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -327,10 +327,15 @@ def _write_heatmaps(cells: list[Image], results) -> dict[int, tuple[str, str]]:
         written.append(raw)
         return overlay, raw
 
+    # PNG encoding and file writes release the GIL: two threads keep both cores busy.
+    futures = [_io_pool().submit(write, item) for item in zip(cells, results, strict=True)]
     try:
-        # PNG encoding and file writes release the GIL: two threads keep both cores busy.
-        paths = list(_io_pool().map(write, zip(cells, results, strict=True)))
+        paths = [future.result() for future in futures]
     except BaseException:
+        # The other thread may be writing a file right now: let it finish before deleting.
+        for future in futures:
+            future.cancel()
+        wait(futures)
         _delete_files(written)
         raise
     return {image.pk: pair for image, pair in zip(cells, paths, strict=True)}

@@ -384,3 +384,31 @@ def test_a_case_whose_images_all_failed_does_not_move_to_review(case, clinician,
     case.refresh_from_db()
     assert set(Image.objects.values_list("status", flat=True)) == {Image.Status.FAILED}
     assert case.status == Case.Status.OPEN
+
+
+def test_a_storage_fault_in_one_thread_leaves_no_file_the_other_thread_was_writing(
+    case, clinician, active_model, monkeypatch
+):
+    import errno
+    import threading
+    import time
+
+    from django.core.files.storage import FileSystemStorage
+
+    ids = [img.pk for img in upload_cells(case, clinician, 2)]
+    save = FileSystemStorage._save
+    first = threading.Lock()
+
+    def racing(self, name, content):
+        if "/heatmaps/" not in name:
+            return save(self, name, content)
+        if first.acquire(blocking=False):  # the first heatmap fails at once...
+            raise OSError(errno.EROFS, "Read-only file system", name)
+        time.sleep(0.3)  # ...while the other thread is still writing its own
+        return save(self, name, content)
+
+    monkeypatch.setattr(FileSystemStorage, "_save", racing)
+    with pytest.raises(OSError):
+        images_analyse(image_ids=ids)
+    time.sleep(1)  # a write still running after the batch gave up would land now
+    assert heatmap_files(case) == []
