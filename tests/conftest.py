@@ -92,26 +92,22 @@ def register_model(
     threshold: float = 0.5,
     kind: str = "classifier",
 ):
-    """Store a model file in the default storage and register it (optionally active)."""
-    import hashlib
+    """Register a model file through the registry's own writer (classifier.registry.
+    register_version: stored as models/<name>.keras, SHA-256 checked), optionally active.
 
-    from django.core.files.base import ContentFile
-    from django.core.files.storage import default_storage
-
+    Activation sets the flags directly, as cases.analysis.model_versions.model_activate leaves
+    them (this version the one active of its kind), but without its `model.activated` audit
+    event: tests that activate count those events and expect only their own.
+    """
     from classifier.models import ModelVersion
+    from classifier.registry import register_version
 
-    data = open(path, "rb").read()
-    stored = default_storage.save(f"models/{name}.keras", ContentFile(data))
+    version = register_version(name=name, model_path=path, threshold=threshold, kind=kind)
     if active:
         ModelVersion.objects.filter(kind=kind, is_active=True).update(is_active=False)
-    return ModelVersion.objects.create(
-        name=name,
-        kind=kind,
-        file=stored,
-        sha256=hashlib.sha256(data).hexdigest(),
-        is_active=active,
-        threshold=threshold,
-    )
+        ModelVersion.objects.filter(pk=version.pk).update(is_active=True)
+        version.is_active = True
+    return version
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ when images are uploaded, and a worker killed mid-batch beside a live one. Real 
 Redis and worker processes; the periodic sweep runs in Celery beat embedded in the worker (-B),
 as `make run` runs it."""
 
-import signal
 import time
 
 import numpy as np
@@ -15,7 +14,12 @@ from django.urls import reverse
 from cases.models import Image, Prediction
 from classifier.synthetic import make_cell, png_bytes
 from tests.integration.conftest import broker_kind, wait_for
-from tests.integration.test_worker import done_count, results_per_image, upload
+from tests.integration.test_worker import (
+    done_count,
+    kill_a_worker_mid_batch,
+    results_per_image,
+    upload,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -65,23 +69,7 @@ def test_a_dead_workers_batch_is_sent_again_long_before_the_visibility_timeout(
     needs_postgres_and_redis()
     # The broker would give the killed worker's message back only after 10 minutes.
     worker_env["CELERY_VISIBILITY_TIMEOUT"] = "600"
-    first = start_worker()
-    ids = upload(case, clinician, 96)  # six batches of 16
-
-    def processing() -> int:
-        return Image.objects.filter(pk__in=ids, status=Image.Status.PROCESSING).count()
-
-    def frozen_mid_batch() -> bool:
-        if not (16 <= done_count(ids) < 96 and processing() > 0):
-            return False
-        first.process.send_signal(signal.SIGSTOP)
-        if processing() > 0:
-            return True
-        first.process.send_signal(signal.SIGCONT)
-        return False
-
-    wait_for(frozen_mid_batch, worker=first, interval=0.01)
-    first.kill()
+    ids = kill_a_worker_mid_batch(case, clinician, start_worker)
     killed = time.monotonic()
     second = start_worker("-B", ANALYSIS_STALE_AFTER="5", **FAST_SWEEP)
     wait_for(lambda: done_count(ids) == 96, timeout=300, worker=second)

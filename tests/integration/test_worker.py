@@ -43,27 +43,35 @@ def results_per_image(ids) -> dict[int, int]:
     return seen
 
 
-def kill_mid_batch_then_recover(case, clinician, start_worker) -> list[int]:
-    first = start_worker()
-    ids = upload(case, clinician, 96)  # six batches of 16
+def processing_count(ids) -> int:
+    return Image.objects.filter(pk__in=ids, status=Image.Status.PROCESSING).count()
 
-    def processing() -> int:
-        return Image.objects.filter(pk__in=ids, status=Image.Status.PROCESSING).count()
+
+def kill_a_worker_mid_batch(case, clinician, start_worker) -> list[int]:
+    """Upload 96 cells (six batches of 16) to a new worker and SIGKILL it while a batch is
+    claimed but not finished; the uploaded images' ids."""
+    first = start_worker()
+    ids = upload(case, clinician, 96)
 
     def frozen_mid_batch() -> bool:
         # A batch is finished and the next one is claimed but not finished. Freeze the worker
         # first, so that it cannot finish that batch between this check and the kill.
-        if not (16 <= done_count(ids) < 96 and processing() > 0):
+        if not (16 <= done_count(ids) < 96 and processing_count(ids) > 0):
             return False
         first.process.send_signal(signal.SIGSTOP)
-        if processing() > 0:
+        if processing_count(ids) > 0:
             return True
         first.process.send_signal(signal.SIGCONT)  # it finished just now: try the next batch
         return False
 
     wait_for(frozen_mid_batch, worker=first, interval=0.01)
     first.kill()
-    assert processing() > 0
+    return ids
+
+
+def kill_mid_batch_then_recover(case, clinician, start_worker) -> list[int]:
+    ids = kill_a_worker_mid_batch(case, clinician, start_worker)
+    assert processing_count(ids) > 0
     second = start_worker()
     wait_for(lambda: done_count(ids) == 96, worker=second)
     assert Prediction.objects.filter(image_id__in=ids).count() == 96
