@@ -12,6 +12,7 @@ from cases.analysis.services import images_mark_failed
 from cases.analysis.status import case_status_refresh
 from cases.intake import services
 from cases.models import Case, Image
+from cases.review import services as reviews
 from classifier.models import ModelVersion
 from tests.cases import web_helpers
 from tests.cases.web_helpers import cell_png, predict
@@ -84,6 +85,23 @@ def add_cells(
     for image in images:
         image.refresh_from_db()
     return images
+
+
+def decide_cells(case: Case, reviewer, *, override=None, reason_code="", reason_text="") -> None:
+    """The reviewer decides every analysed cell in order: overrides to uninfected (with the
+    reason) each cell `override(image)` picks, confirms the rest."""
+    for image in case.images.filter(prediction__isnull=False).order_by("id"):
+        if override is not None and override(image):
+            reviews.review_submit(
+                image=image,
+                by=reviewer,
+                decision="override",
+                label="uninfected",
+                reason_code=reason_code,
+                reason_text=reason_text,
+            )
+        else:
+            reviews.review_submit(image=image, by=reviewer, decision="confirm")
 
 
 def second_reviewer(site):

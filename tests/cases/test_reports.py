@@ -22,7 +22,7 @@ from cases.reports.tasks import generate_report_export
 from cases.review import services as reviews
 from cases.summary import wilson_interval
 from tests.cases.count_helpers import pdf_text
-from tests.cases.review_helpers import add_cells
+from tests.cases.review_helpers import add_cells, decide_cells
 from tests.conftest import make_user
 
 
@@ -35,18 +35,13 @@ def ready(case, clinician):
 @pytest.fixture
 def signed(ready, reviewer):
     reviews.review_claim(case=ready, by=reviewer)
-    for image in ready.images.filter(prediction__isnull=False).order_by("id"):
-        if image.prediction.probability == 0.7:
-            reviews.review_submit(
-                image=image,
-                by=reviewer,
-                decision="override",
-                label="uninfected",
-                reason_code="platelet_overlap",
-                reason_text="Platelet over the cell",
-            )
-        else:
-            reviews.review_submit(image=image, by=reviewer, decision="confirm")
+    decide_cells(
+        ready,
+        reviewer,
+        override=lambda image: image.prediction.probability == 0.7,
+        reason_code="platelet_overlap",
+        reason_text="Platelet over the cell",
+    )
     return reviews.case_sign_off(case=ready, by=reviewer, diagnosis="positive", note="Rings")
 
 

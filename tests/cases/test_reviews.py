@@ -22,7 +22,7 @@ from cases.review.selectors import (
     review_queue_new_count,
 )
 from cases.summary import wilson_interval
-from tests.cases.review_helpers import add_cells, second_reviewer
+from tests.cases.review_helpers import add_cells, decide_cells, second_reviewer
 from tests.conftest import make_user
 
 P, U = Prediction.Label.PARASITIZED, Prediction.Label.UNINFECTED
@@ -47,18 +47,14 @@ def cells(case):
 
 
 def decide_all(case, reviewer, *, override_first: bool = False):
-    for n, image in enumerate(cells(case)):
-        if override_first and n == 0:
-            reviews.review_submit(
-                image=image,
-                by=reviewer,
-                decision="override",
-                label=U,
-                reason_code="stain_debris",
-                reason_text="Precipitate on the cell",
-            )
-        else:
-            reviews.review_submit(image=image, by=reviewer, decision="confirm")
+    first = cells(case)[:1]
+    decide_cells(
+        case,
+        reviewer,
+        override=lambda image: override_first and image in first,
+        reason_code="stain_debris",
+        reason_text="Precipitate on the cell",
+    )
 
 
 def events(action):
@@ -326,18 +322,13 @@ def test_the_diagnosis_must_agree_with_the_reviewers_labels(claimed, reviewer):
 
 
 def test_negative_sign_off_after_overriding_every_positive(claimed, reviewer):
-    for image in cells(claimed):
-        if image.prediction.label == P:
-            reviews.review_submit(
-                image=image,
-                by=reviewer,
-                decision="override",
-                label=U,
-                reason_code="artefact",
-                reason_text="Debris",
-            )
-        else:
-            reviews.review_submit(image=image, by=reviewer, decision="confirm")
+    decide_cells(
+        claimed,
+        reviewer,
+        override=lambda image: image.prediction.label == P,
+        reason_code="artefact",
+        reason_text="Debris",
+    )
     with pytest.raises(ValidationError, match="at least one cell"):
         reviews.case_sign_off(case=claimed, by=reviewer, diagnosis="positive")
     signed = reviews.case_sign_off(case=claimed, by=reviewer, diagnosis="negative")

@@ -14,7 +14,7 @@ from cases.reports import exports as report_exports
 from cases.reports import services as reports
 from cases.review import services as reviews
 from tests.cases.count_helpers import pdf_text
-from tests.cases.review_helpers import add_cells
+from tests.cases.review_helpers import add_cells, decide_cells
 
 
 @pytest.fixture
@@ -36,18 +36,13 @@ def claimed(ready, reviewer):
 
 
 def _decide_all(case, reviewer):
-    for image in case.images.filter(prediction__isnull=False).order_by("id"):
-        if image.prediction.probability == 0.9:
-            reviews.review_submit(
-                image=image,
-                by=reviewer,
-                decision="override",
-                label="uninfected",
-                reason_code="stain_debris",
-                reason_text="Granule of stain over the membrane",
-            )
-        else:
-            reviews.review_submit(image=image, by=reviewer, decision="confirm")
+    decide_cells(
+        case,
+        reviewer,
+        override=lambda image: image.prediction.probability == 0.9,
+        reason_code="stain_debris",
+        reason_text="Granule of stain over the membrane",
+    )
 
 
 @pytest.fixture
