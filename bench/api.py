@@ -58,7 +58,7 @@ def make_case(images: int):
     from rest_framework.authtoken.models import Token
 
     from cases.intake import services
-    from cases.models import Image, Prediction, Site
+    from cases.models import Site
     from classifier.models import ModelVersion
 
     site = Site.objects.create(name="Bench Lab", code="bench")
@@ -68,32 +68,45 @@ def make_case(images: int):
     patient = services.patient_create(site=site, identifier="B-1", by=user)
     case = services.case_create(patient=patient, by=user)
     version = ModelVersion.objects.create(name="bench-v1", file="models/x.keras", sha256="0" * 64)
-    rows = Image.objects.bulk_create(
+    bulk_analysed_cells(case, user, version, images)
+    return case, Token.objects.create(user=user).key
+
+
+def bulk_analysed_cells(case, by, version, count: int, *, quality_ok=lambda n: True) -> None:
+    """`count` analysed cells in two bulk inserts, for the benchmarks and the tests of large cases
+    (the real writers would take minutes). Direct for speed, but in the shape the upload and the
+    worker leave them: file and heatmap names from their upload_to, cells DONE, probabilities
+    n % 100 / 100 against a threshold of 0.5; no files are written."""
+    from cases.models import Image, Prediction
+
+    image_file = Image._meta.get_field("file")
+    heatmap = Prediction._meta.get_field("heatmap")
+    images = Image.objects.bulk_create(
         Image(
             case=case,
-            file=f"cases/{case.pk}/images/{i}.png",
-            original_name=f"cell-{i}.png",
-            sha256=f"{i:064x}",
+            file=image_file.generate_filename(Image(case=case), "upload.png"),
+            original_name=f"cell-{n}.png",
+            sha256=f"{n:064x}",
             width=48,
             height=48,
-            uploaded_by=user,
+            uploaded_by=by,
             status=Image.Status.DONE,
         )
-        for i in range(images)
+        for n in range(count)
     )
     Prediction.objects.bulk_create(
         Prediction(
-            image=img,
+            image=image,
             model_version=version,
-            probability=(i % 100) / 100,
-            label="parasitized" if i % 100 >= 50 else "uninfected",
+            probability=(n % 100) / 100,
+            label="parasitized" if n % 100 >= 50 else "uninfected",
             threshold=0.5,
-            heatmap=f"heatmaps/{img.pk}.png",
-            heatmap_raw=f"heatmaps/{img.pk}-raw.png",
+            heatmap=heatmap.generate_filename(Prediction(image=image), "overlay.png"),
+            heatmap_raw=heatmap.generate_filename(Prediction(image=image), "raw.png"),
+            quality_ok=quality_ok(n),
         )
-        for i, img in enumerate(rows)
+        for n, image in enumerate(images)
     )
-    return case, Token.objects.create(user=user).key
 
 
 def measure(url: str, token: str, seconds: float) -> dict:

@@ -7,8 +7,9 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from bench.api import bulk_analysed_cells
 from cases.analysis.status import case_status_refresh
-from cases.models import Image, Prediction, Review
+from cases.models import Review
 from cases.review import services as reviews
 from tests.cases.review_helpers import model_version
 
@@ -16,32 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def bulk_cells(case, by, count: int) -> None:
-    version = model_version()
-    images = Image.objects.bulk_create(
-        Image(
-            case=case,
-            file=f"cases/{case.pk}/images/{n}.png",
-            original_name=f"cell-{n}.png",
-            sha256=f"{n:064x}",
-            width=48,
-            height=48,
-            uploaded_by=by,
-            status=Image.Status.DONE,
-        )
-        for n in range(count)
-    )
-    Prediction.objects.bulk_create(
-        Prediction(
-            image=image,
-            model_version=version,
-            probability=(n % 100) / 100,
-            label="parasitized" if (n % 100) >= 50 else "uninfected",
-            threshold=0.5,
-            heatmap=f"heatmaps/{image.pk}.png",
-            quality_ok=n % 17 != 0,
-        )
-        for n, image in enumerate(images)
-    )
+    bulk_analysed_cells(case, by, model_version(), count, quality_ok=lambda n: n % 17 != 0)
     with transaction.atomic():
         case_status_refresh(case=case, by=by)
 
