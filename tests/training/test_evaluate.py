@@ -11,6 +11,7 @@ from django.core.management.base import CommandError
 from classifier.models import ModelVersion
 from classifier.preprocess import preprocess
 from classifier.registry import active_version, register_version, verify_file
+from tests.training.helpers import json_line
 from training.data import list_folder
 
 REQUIRED_KEYS = {"n", "accuracy", "auc", "sensitivity", "specificity", "threshold", "version"}
@@ -21,10 +22,6 @@ def version(db, tiny_model_path):
     return register_version(
         name="tiny-eval", model_path=tiny_model_path, threshold=0.5, temperature=1.0
     )
-
-
-def _json_line(capsys) -> dict:
-    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
 def test_register_version_stores_an_inactive_copy_with_its_hash(version, tiny_model_path):
@@ -40,7 +37,7 @@ def test_evaluate_json_last_line_matches_a_hand_count(version, nih_folder, var_d
     call_command(
         "evaluate_model", data=str(nih_folder), model_version="tiny-eval", json=True, reps=200
     )
-    result = _json_line(capsys)
+    result = json_line(capsys)
     assert REQUIRED_KEYS <= set(result)
     assert result["version"] == "tiny-eval" and result["n"] == 80
     # Count by hand with the model's own predict() (temperature 1: calibrated == raw).
@@ -79,7 +76,7 @@ def test_evaluation_writes_plots_and_records_them_on_the_version(version, nih_fo
 def test_the_active_version_is_the_default(version, nih_folder, var_dir, capsys):
     ModelVersion.objects.filter(pk=version.pk).update(is_active=True)
     call_command("evaluate_model", data=str(nih_folder), json=True, reps=20)
-    assert _json_line(capsys)["version"] == "tiny-eval"
+    assert json_line(capsys)["version"] == "tiny-eval"
 
 
 def test_without_an_active_version_evaluate_says_so(db, nih_folder):

@@ -1,14 +1,13 @@
 """evaluate_model on smear folders (cells cut from the annotated boxes, per-stage sensitivity,
 --split) and the domain guard's out_of_domain_fraction, with domain_reference."""
 
-import json
-
 import numpy as np
 import pytest
 from django.core.management import call_command
 
 from classifier.registry import register_version
 from classifier.synthetic import write_smear_folder
+from tests.training.helpers import json_line
 from training.evaluate import load_evaluation_data
 from training.smears import load_fields
 
@@ -25,10 +24,6 @@ def version(db, tiny_model_path):
     return register_version(
         name="tiny-smear", model_path=tiny_model_path, threshold=0.5, temperature=1.0
     )
-
-
-def _json_line(capsys) -> dict:
-    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
 def test_a_smear_folder_gives_one_cell_per_box_inside_the_image(smear_folder):
@@ -58,7 +53,7 @@ def test_evaluate_on_smears_reports_stages_and_the_out_of_domain_share(
     call_command(
         "evaluate_model", data=str(smear_folder), model_version="tiny-smear", json=True, reps=50
     )
-    result = _json_line(capsys)
+    result = json_line(capsys)
     assert REQUIRED_KEYS <= set(result)
     assert result["layout"] == "smear" and result["group_unit"] == "field"
     assert result["n_groups"] == 6
@@ -78,7 +73,7 @@ def test_the_groups_a_reference_was_built_on_are_in_its_domain(
     call_command(
         "evaluate_model", data=str(nih_folder), model_version="tiny-smear", json=True, reps=50
     )
-    result = _json_line(capsys)
+    result = json_line(capsys)
     assert result["layout"] == "nih" and "stage_sensitivity" not in result
     assert result["out_of_domain_fraction"] <= 0.125  # at most 1 of the 8 patients
 
@@ -87,6 +82,6 @@ def test_without_a_domain_reference_the_fraction_is_null(version, nih_folder, va
     call_command(
         "evaluate_model", data=str(nih_folder), model_version="tiny-smear", json=True, reps=50
     )
-    result = _json_line(capsys)
+    result = json_line(capsys)
     assert result["out_of_domain_fraction"] is None
     assert np.isfinite(result["accuracy"])

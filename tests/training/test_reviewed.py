@@ -9,6 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from cases import models as case_models
+from tests.training.helpers import train_small
 from training.data import list_folder
 from training.reviewed import reviewed_examples
 
@@ -54,16 +55,7 @@ def test_reviewed_images_carry_the_latest_label_and_their_case_as_group(reviewed
 
 
 def test_include_reviewed_adds_them_to_training_as_one_group(reviewed_case, nih_folder, var_dir):
-    call_command(
-        "train_model",
-        data=str(nih_folder),
-        epochs=1,
-        batch_size=16,
-        val_fraction=0.25,
-        seed=3,
-        name="with-reviews",
-        include_reviewed=True,
-    )
+    train_small(nih_folder, name="with-reviews", include_reviewed=True)
     split = json.loads((var_dir / "training" / "with-reviews" / "split.json").read_text())
     group = f"case-{reviewed_case.pk}"
     sides = [side for side in ("train", "validation") if group in split[side]["groups"]]

@@ -8,6 +8,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from classifier.models import ModelVersion
+from tests.training.helpers import SMALL, train_small
 from training.run import TrainConfig, cosine_lr
 from training.train import train
 
@@ -32,24 +33,14 @@ def _config(nih_folder, tmp_path, name: str, epochs: int) -> TrainConfig:
         name=name,
         output=str(tmp_path / name),
         epochs=epochs,
-        batch_size=16,
-        val_fraction=0.25,
-        seed=3,
         bootstrap_reps=50,
+        **SMALL,
     )
 
 
 @pytest.mark.django_db
 def test_train_model_writes_card_plots_and_an_inactive_version(nih_folder, var_dir, capsys):
-    call_command(
-        "train_model",
-        data=str(nih_folder),
-        epochs=2,
-        batch_size=16,
-        val_fraction=0.25,
-        seed=3,
-        name="synthetic-v1",
-    )
+    train_small(nih_folder, epochs=2, name="synthetic-v1")
     run = var_dir / "training" / "synthetic-v1"
     split = json.loads((run / "split.json").read_text())
     assert not set(split["train"]["groups"]) & set(split["validation"]["groups"])
@@ -204,16 +195,11 @@ def test_label_smoothing_colour_jitter_and_patience_reach_the_run_and_its_card(n
 def test_train_model_with_smears_reports_each_source_and_stage(
     nih_folder, smear_folder, var_dir, capsys
 ):
-    call_command(
-        "train_model",
-        data=str(nih_folder),
+    train_small(
+        nih_folder,
         smears=str(smear_folder),
         smear_val_fraction=0.34,
         smear_positive_repeat=3,
-        epochs=1,
-        batch_size=16,
-        val_fraction=0.25,
-        seed=3,
         name="two-sources",
     )
     run = var_dir / "training" / "two-sources"

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from classifier.registry import ModelFileError
+from training.management.base import ModelVersionCommand
 
 
-class Command(BaseCommand):
+class Command(ModelVersionCommand):
     help = (
         "Compute and store the domain guard's reference of a model version from the data it was "
         "trained and validated on (NIH folders grouped by patient, smear folders by field): the "
         "limit flags at most 5% of those groups."
     )
-
-    def create_parser(self, prog_name, subcommand, **kwargs):
-        kwargs.setdefault("conflict_handler", "resolve")  # our --version is the model's
-        return super().create_parser(prog_name, subcommand, **kwargs)
 
     def add_arguments(self, parser):
         parser.add_argument("--version", dest="model_version", help="version (default: active)")

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import json
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from classifier.registry import ModelFileError, active_version
+from training.management.base import ModelVersionCommand
 
 
-class Command(BaseCommand):
+class Command(ModelVersionCommand):
     help = (
         "Evaluate a cell detector version (default: the active one) on annotated field "
         "photographs (IML layout): precision and recall at IoU 0.5, count error per field "
         "(cells cut by the edge excluded), seconds per field."
     )
-
-    def create_parser(self, prog_name, subcommand, **kwargs):
-        kwargs.setdefault("conflict_handler", "resolve")  # our --version is the model's
-        return super().create_parser(prog_name, subcommand, **kwargs)
 
     def add_arguments(self, parser):
         parser.add_argument("--data", required=True, help="folder with annotations.json, images/")

@@ -6,23 +6,19 @@ from __future__ import annotations
 
 import json
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from classifier.registry import ModelFileError
+from training.management.base import ModelVersionCommand
 
 
-class Command(BaseCommand):
+class Command(ModelVersionCommand):
     help = (
         "Evaluate a registered model version (default: the active one) on an NIH-layout folder "
         "or an annotated smear folder at its stored threshold and temperature; 95% CIs by "
         "bootstrap over patients (NIH) or fields (smears); per-stage sensitivity on smears; "
         "the share of groups the domain guard flags."
     )
-
-    def create_parser(self, prog_name, subcommand, **kwargs):
-        # Django's own --version (print Django's version) gives way to ours (the model version).
-        kwargs.setdefault("conflict_handler", "resolve")
-        return super().create_parser(prog_name, subcommand, **kwargs)
 
     def add_arguments(self, parser):
         parser.add_argument(

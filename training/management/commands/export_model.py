@@ -6,18 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from classifier.models import ModelVersion
 from classifier.registry import ModelFileError
+from training.management.base import ModelVersionCommand
 
 
-class Command(BaseCommand):
+class Command(ModelVersionCommand):
     help = "Write model.keras, card.json, card.md and manifest.json of a version into a folder."
-
-    def create_parser(self, prog_name, subcommand, **kwargs):
-        kwargs.setdefault("conflict_handler", "resolve")  # our --version is the model's
-        return super().create_parser(prog_name, subcommand, **kwargs)
 
     def add_arguments(self, parser):
         parser.add_argument("--version", dest="model_version", required=True)
