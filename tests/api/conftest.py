@@ -7,12 +7,16 @@ from dataclasses import dataclass
 import pytest
 from django.contrib.auth.models import User
 from django.core.cache import cache
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
+from django.db import transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from cases.analysis.status import case_status_refresh
+from cases.intake import services
 from cases.models import Case, Image, Notification, ReportExport
+from cases.reports.exports import report_export_generate
+from cases.reports.services import report_export_request
+from cases.storage import content_sha256, file_store
 from tests.cases.review_helpers import add_cells, model_version
 from tests.cases.web_helpers import (
     cell_png,
@@ -47,32 +51,35 @@ class World:
 
 
 def add_field(case: Case, by) -> tuple[Image, Image]:
-    """A field photograph with one detected, analysed cell (both with files)."""
-    field = Image.objects.create(
-        case=case,
-        file=default_storage.save(f"cases/{case.pk}/images/field.png", ContentFile(cell_png(7))),
-        original_name="field.png",
-        kind=Image.Kind.FIELD,
-        sha256="f" * 64,
-        width=48,
-        height=48,
-        uploaded_by=by,
-        status=Image.Status.DONE,
-    )
-    cell = Image.objects.create(
+    """A field photograph with one detected, analysed cell (both with files).
+
+    The field is uploaded through the intake service. Its cell is written directly (detection
+    needs the detector model), as the analysis service records a detected cell: its file at the
+    path its upload_to builds, the content's SHA-256, its box, then its prediction; the field
+    is done."""
+    (field,) = services.images_add(
+        case=case, files=[("field.png", cell_png(7))], by=by, kind=Image.Kind.FIELD
+    ).stored
+    data = cell_png(8, size=20)
+    cell = Image(
         case=case,
         parent=field,
         bbox={"x": 4, "y": 4, "w": 20, "h": 20},
-        file=default_storage.save(f"cases/{case.pk}/cells/c.png", ContentFile(cell_png(8))),
+        detection_score=0.9,
         original_name="field.png cell 1",
         kind=Image.Kind.CELL,
-        sha256="c" * 64,
+        sha256=content_sha256(data),
         width=20,
         height=20,
         uploaded_by=by,
-        status=Image.Status.DONE,
     )
+    cell.file = file_store(cell, "file", "cell.png", data)
+    cell.save()
+    Image.objects.filter(pk=field.pk).update(status=Image.Status.DONE, processed_at=timezone.now())
     predict(cell, model_version(), 0.9)
+    with transaction.atomic():
+        case_status_refresh(case=case, by=by)
+    field.refresh_from_db()
     return field, cell
 
 
@@ -80,14 +87,8 @@ def add_field(case: Case, by) -> tuple[Image, Image]:
 def world(site, patient, case, clinician, reviewer, lab_admin, outsider) -> World:
     cells = add_cells(case, clinician, [0.9, 0.1], files=True)
     field, cell = add_field(case, clinician)
-    export = ReportExport.objects.create(
-        case=case,
-        kind=ReportExport.Kind.CSV,
-        status=ReportExport.Status.DONE,
-        file=default_storage.save(f"reports/{case.pk}/final-x.csv", ContentFile(b"a,b\n")),
-        created_by=clinician,
-        finished_at=timezone.now(),
-    )
+    requested = report_export_request(case=case, kind=ReportExport.Kind.CSV, by=clinician)
+    export = report_export_generate(export_id=requested.pk)
     for user in (clinician, reviewer, lab_admin, outsider):
         Notification.objects.create(user=user, case=case, message="hello")
     case.refresh_from_db()
