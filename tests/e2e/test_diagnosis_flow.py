@@ -92,6 +92,22 @@ def log_in(page: Page, username: str) -> None:
     expect(page.locator(".user-name")).to_contain_text(username)
 
 
+def reopen_as_admin(
+    browser, base_url: str, console: list[str], username: str, case_id: int, reason: str
+) -> Page:
+    """A lab admin reopens the case with `reason`; the page ends on its prepared and superseded
+    reports."""
+    page = new_page(browser, base_url, console)
+    log_in(page, username)
+    page.goto(f"/cases/{case_id}/")
+    page.get_by_role("link", name="Reopen…").click()
+    page.get_by_label(re.compile("Reason")).fill(reason)
+    page.get_by_role("button", name="Reopen").click()
+    expect(page.locator("#case-headline")).to_contain_text("awaiting review again")
+    page.get_by_role("link", name="Prepared and superseded reports").click()
+    return page
+
+
 def assert_styled(page: Page) -> None:
     """The stylesheet really loaded (WhiteNoise/static handler under live_server)."""
     rules = page.evaluate(
@@ -330,14 +346,14 @@ def test_clinician_uploads_reviewer_signs_off_clinician_downloads_the_report(
         assert by_reviewer == {counts.reviewer_parasitized}, (shown, stated)
 
         # --- An admin reopens: the signed report is kept, marked superseded -----------------
-        adm = new_page(browser, live_server.url, console)
-        log_in(adm, lab_admin.username)
-        adm.goto(f"/cases/{case_id}/")
-        adm.get_by_role("link", name="Reopen…").click()
-        adm.get_by_label(re.compile("Reason")).fill("Recount requested by the clinician")
-        adm.get_by_role("button", name="Reopen").click()
-        expect(adm.locator("#case-headline")).to_contain_text("awaiting review again")
-        adm.get_by_role("link", name="Prepared and superseded reports").click()
+        adm = reopen_as_admin(
+            browser,
+            live_server.url,
+            console,
+            lab_admin.username,
+            case_id,
+            "Recount requested by the clinician",
+        )
         expect(adm.get_by_role("row").filter(has_text="superseded by the reopen")).to_have_count(1)
         steps.shot(adm, "reopened-superseded-report-kept")
         assert "PRELIMINARY" in report_counts(adm, case_id, signed=False)["pdf"]

@@ -18,7 +18,7 @@ from cases.models import Case
 from cases.review.selectors import case_review_counts
 from tests.cases.count_helpers import EXPECTED, mixed_case, pdf_text
 from tests.e2e.count_checks import page_counts, report_counts
-from tests.e2e.test_diagnosis_flow import Steps, log_in, new_page
+from tests.e2e.test_diagnosis_flow import Steps, log_in, new_page, reopen_as_admin
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -132,14 +132,9 @@ def test_every_page_report_and_api_state_the_same_counts_through_sign_off_and_re
     clin.set_viewport_size({"width": 1366, "height": 900})
 
     # --- Admin reopens: the signed report stays, marked superseded ---------------------------
-    adm = new_page(browser, live_server.url, console)
-    log_in(adm, lab_admin.username)
-    adm.goto(f"/cases/{case.pk}/")
-    adm.get_by_role("link", name="Reopen…").click()
-    adm.get_by_label(re.compile("Reason")).fill("Slide relabelled: recount")
-    adm.get_by_role("button", name="Reopen").click()
-    expect(adm.locator("#case-headline")).to_contain_text("awaiting review again")
-    adm.get_by_role("link", name="Prepared and superseded reports").click()
+    adm = reopen_as_admin(
+        browser, live_server.url, console, lab_admin.username, case.pk, "Slide relabelled: recount"
+    )
     row = adm.get_by_role("row").filter(has_text="superseded by the reopen")
     expect(row).to_have_count(1)
     steps.shot(adm, "reopened-superseded-listed")
