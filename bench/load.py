@@ -363,45 +363,68 @@ def report_requests(recorder: Recorder, elapsed: float) -> None:
         print("  error:", sample)
 
 
-def verify(env: dict, case_ids: list[int], drain_timeout: float, started_at: float) -> bool:
-    """Wait for the workers, then check storage, exactly-once analysis and the audit trail."""
-    os.environ.update({k: env[k] for k in ("DATABASE_URL", "MEDIA_ROOT", "SECRET_KEY")})
-    os.environ.update(
-        {k: env[k] for k in ("DEBUG", "ALLOWED_HOSTS", "AUDIT_HMAC_KEY", "CELERY_BROKER_URL")}
-    )
-    os.environ.update({"MALARIA_VAR_DIR": env["MALARIA_VAR_DIR"]})
+def _setup_django(env: dict) -> None:
+    """Point this process at the load run's database, broker and storage."""
+    keys = ("DATABASE_URL", "MEDIA_ROOT", "SECRET_KEY", "DEBUG", "ALLOWED_HOSTS")
+    keys += ("AUDIT_HMAC_KEY", "CELERY_BROKER_URL", "MALARIA_VAR_DIR")
+    os.environ.update({k: env[k] for k in keys})
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "malariaweb.settings")
     sys.path.insert(0, str(REPO))
     import django
 
     django.setup()
+
+
+def _analysis_tally(drain_timeout: float) -> dict:
+    """Wait for the workers to drain, then count images, results and duplicates."""
     from django.core.files.storage import default_storage
-    from django.core.management import call_command
     from django.db.models import Count, Max, Min
 
     from cases.models import AuditEvent, Image, Prediction
 
     images = Image.objects.all()  # a fresh database: every image the run stored
-    pending = (Image.Status.QUEUED, Image.Status.PROCESSING)
     deadline = time.monotonic() + drain_timeout
-    while images.filter(status__in=pending).exists() and time.monotonic() < deadline:
+    while images.filter(status__in=Image.PENDING).exists() and time.monotonic() < deadline:
         time.sleep(1)
-    total = images.count()
-    done = images.filter(status=Image.Status.DONE).count()
-    failed = images.filter(status=Image.Status.FAILED).count()
-    left = images.filter(status__in=pending).count()
-    span = Prediction.objects.aggregate(first=Min("created_at"), last=Max("created_at"))
-    predictions = Prediction.objects.all()
-    per_image = predictions.values("image_id").annotate(n=Count("pk"))
-    twice = sum(1 for row in per_image if row["n"] > 1)
+    per_image = Prediction.objects.values("image_id").annotate(n=Count("pk"))
     results = defaultdict(int)
     for event in AuditEvent.objects.filter(action="analysis.finished").iterator():
         for result in (event.after or {}).get("results", []):
             results[result["image"]] += 1
-    twice_audited = sum(1 for n in results.values() if n > 1)
-    missing_files = sum(
-        1 for f in images.values_list("file", flat=True) if not default_storage.exists(f)
-    )
+    return {
+        "total": images.count(),
+        "done": images.filter(status=Image.Status.DONE).count(),
+        "failed": images.filter(status=Image.Status.FAILED).count(),
+        "left": images.filter(status__in=Image.PENDING).count(),
+        "span": Prediction.objects.aggregate(first=Min("created_at"), last=Max("created_at")),
+        "predictions": Prediction.objects.count(),
+        "twice": sum(1 for row in per_image if row["n"] > 1),
+        "twice_audited": sum(1 for n in results.values() if n > 1),
+        "missing_files": sum(
+            1 for f in images.values_list("file", flat=True) if not default_storage.exists(f)
+        ),
+    }
+
+
+def _audit_intact() -> bool:
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    try:
+        call_command("verify_audit", stdout=out)
+        intact = True
+    except Exception as exc:  # CommandError names the broken event
+        out.write(str(exc))
+        intact = False
+    print("verify_audit:", out.getvalue().strip())
+    return intact
+
+
+def verify(env: dict, case_ids: list[int], drain_timeout: float, started_at: float) -> bool:
+    """Wait for the workers, then check storage, exactly-once analysis and the audit trail."""
+    _setup_django(env)
+    t = _analysis_tally(drain_timeout)
+    span, done = t["span"], t["done"]
     if span["first"] and span["last"] and done:
         active = max((span["last"] - span["first"]).total_seconds(), 1e-3)
         print(
@@ -409,28 +432,21 @@ def verify(env: dict, case_ids: list[int], drain_timeout: float, started_at: flo
             f"{done / (time.time() - started_at):.1f} cells/s from the start of the load to the last result)"
         )
     print(
-        f"images stored: {total} in {len(case_ids)} cases; done {done}, failed {failed}, "
-        f"still pending {left}; files missing {missing_files}"
+        f"images stored: {t['total']} in {len(case_ids)} cases; done {done}, failed {t['failed']}, "
+        f"still pending {t['left']}; files missing {t['missing_files']}"
     )
     print(
-        f"images with more than one prediction: {twice}; with more than one audited result: "
-        f"{twice_audited}"
+        f"images with more than one prediction: {t['twice']}; with more than one audited result: "
+        f"{t['twice_audited']}"
     )
-    out = io.StringIO()
-    try:
-        call_command("verify_audit", stdout=out)
-        audit_ok = True
-    except Exception as exc:  # CommandError names the broken event
-        out.write(str(exc))
-        audit_ok = False
-    print("verify_audit:", out.getvalue().strip())
+    audit_ok = _audit_intact()
     ok = (
-        total > 0
-        and done == total
-        and missing_files == 0
-        and twice == 0
-        and twice_audited == 0
-        and predictions.count() == total
+        t["total"] > 0
+        and done == t["total"]
+        and t["missing_files"] == 0
+        and t["twice"] == 0
+        and t["twice_audited"] == 0
+        and t["predictions"] == t["total"]
         and audit_ok
     )
     print("CHECKS:", "passed" if ok else "FAILED")
