@@ -3,7 +3,7 @@
 from celery import shared_task
 from django.conf import settings
 
-from integrations import services
+from integrations import delivery
 
 
 @shared_task(
@@ -15,11 +15,11 @@ from integrations import services
 )
 def deliver_webhook(self, delivery_id: int) -> None:
     try:
-        services.delivery_attempt(delivery_id=delivery_id)
-    except services.DeliveryFailed as exc:
+        delivery.delivery_attempt(delivery_id=delivery_id)
+    except delivery.DeliveryFailed as exc:
         attempt = self.request.retries + 1
         if attempt >= settings.WEBHOOK_MAX_ATTEMPTS:
-            services.delivery_mark_failed(delivery_id=delivery_id, reason=str(exc))
+            delivery.delivery_mark_failed(delivery_id=delivery_id, reason=str(exc))
             return
         # 30 s, 60 s, 120 s, ... (WEBHOOK_RETRY_BASE_SECONDS doubled per attempt)
         delay = settings.WEBHOOK_RETRY_BASE_SECONDS * 2 ** (attempt - 1)
