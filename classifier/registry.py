@@ -63,7 +63,7 @@ def register_version(
     with path.open("rb") as handle:
         version.file.save(f"{name}{path.suffix or '.keras'}", File(handle), save=False)
     version.save()
-    verify_file(version)
+    _check_stored(version)  # any storage: S3 has no local path to return
     return version
 
 
