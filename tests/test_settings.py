@@ -14,6 +14,7 @@ PRODUCTION = {
     "ALLOWED_HOSTS": "malaria.example.org",
     "DATABASE_URL": "postgres://malaria:secret@db.example.org:5432/malaria",
     "CELERY_BROKER_URL": "redis://redis.example.org:6379/0",
+    "AUDIT_HMAC_KEY": "p3!Zq8#Lm2$Vx7^Rt5&Kw9*Jd4(Hs1)Fn6_Gb0" * 2,
 }
 
 
