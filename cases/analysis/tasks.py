@@ -95,8 +95,15 @@ def analyse_images(self, image_ids: list[int]) -> dict:
 
 @shared_task(name="cases.analysis.sweep", ignore_result=True)
 def analysis_sweep() -> dict:
-    """Re-send images left without a live message (Celery beat, every ANALYSIS_SWEEP_INTERVAL)."""
-    report = analysis_sweep_service()
+    """Re-send images left without a live message (Celery beat, every ANALYSIS_SWEEP_INTERVAL).
+
+    With the database down there is nothing to sweep: one warning line per run, not a
+    traceback, and the next run tries again."""
+    try:
+        report = analysis_sweep_service()
+    except DatabaseError as exc:
+        logger.warning("Analysis sweep skipped, the database is unavailable: %s", exc)
+        return {"skipped": "database unavailable"}
     return {
         "never_sent": report.never_sent,
         "lost": report.lost,

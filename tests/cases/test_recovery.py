@@ -228,3 +228,19 @@ def test_crops_left_by_a_field_the_worker_gives_up_on_are_deleted(
     assert Image.objects.get(pk=field).status == Image.Status.FAILED
     assert [default_storage.exists(name) for name in crops] == [False, False]
     assert default_storage.exists(other)
+
+
+def test_the_sweep_task_logs_one_warning_when_the_database_is_down(monkeypatch, caplog):
+    from django.db import OperationalError as DatabaseDown
+
+    from cases.analysis import tasks
+
+    def database_down():
+        raise DatabaseDown("connection refused")
+
+    monkeypatch.setattr(tasks, "analysis_sweep_service", database_down)
+    with caplog.at_level("WARNING", logger="cases.analysis.tasks"):
+        assert tasks.analysis_sweep.apply().get() == {"skipped": "database unavailable"}
+    warnings = [r for r in caplog.records if r.name == "cases.analysis.tasks"]
+    assert len(warnings) == 1 and warnings[0].exc_info is None
+    assert "database is unavailable" in warnings[0].getMessage()
