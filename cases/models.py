@@ -379,7 +379,7 @@ class CellCorrection(models.Model):
     """A reviewer's correction of a field's detections: a missed cell added, a false one removed.
 
     Append-only, beside the detector's output (never instead of it); Image.removed holds the
-    current state. Detector retraining reads the corrected boxes (cases.intake.selectors).
+    current state. Detector retraining reads the corrected boxes (cases.fields.selectors).
     """
 
     class Action(models.TextChoices):

@@ -142,7 +142,7 @@ def reviewed_field_folder(dest: Path, base: str | None, log=print) -> Path:
 
     from django.core.files.storage import default_storage
 
-    from cases.intake.selectors import reviewed_field_boxes
+    from cases.fields.selectors import reviewed_field_boxes
 
     images = dest / "images"
     images.mkdir(parents=True, exist_ok=True)

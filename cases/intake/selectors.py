@@ -1,14 +1,12 @@
 """Reads. Every query that returns patients, cases or images is scoped to the user's sites
 (cases.access.user_sites)."""
 
-from dataclasses import dataclass
-
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Q, QuerySet
 from django.shortcuts import get_object_or_404
 
 from cases.access import user_sites
-from cases.models import AuditEvent, Case, CellCorrection, Image, Patient
+from cases.models import AuditEvent, Case, Image, Patient
 
 
 def patients_visible(user: AbstractBaseUser) -> QuerySet[Patient]:
@@ -66,40 +64,3 @@ def case_images(case: Case) -> QuerySet[Image]:
 
 def case_history(case: Case) -> QuerySet[AuditEvent]:
     return AuditEvent.objects.filter(case=case).order_by("-seq")
-
-
-@dataclass(frozen=True)
-class ReviewedField:
-    """A field photograph whose cells a reviewer corrected, for detector retraining.
-
-    `file` is the photograph's name in the default storage (open it with default_storage.open);
-    `boxes` are its cells after review: the detections minus the removed ones plus the added ones,
-    as {"x", "y", "w", "h", "on_border"} in the photograph's pixels.
-    """
-
-    image_id: int
-    case_id: int
-    file: str
-    width: int
-    height: int
-    boxes: list[dict]
-
-
-def reviewed_field_boxes() -> list[ReviewedField]:
-    """Every field with at least one reviewer correction, with its corrected cell boxes.
-
-    For `train_detector --include-reviewed`: the whole corrected list, not only the corrections,
-    since a reviewer who added or removed a cell has looked at the field's other detections too.
-    Two queries whatever the number of fields.
-    """
-    field_ids = CellCorrection.objects.values_list("field_id", flat=True).distinct()
-    fields = Image.objects.filter(pk__in=field_ids).order_by("id")
-    cells: dict[int, list[dict]] = {}
-    rows = Image.objects.filter(parent__in=fields, removed=False, bbox__isnull=False).order_by("id")
-    for parent_id, bbox, on_border in rows.values_list("parent_id", "bbox", "on_border"):
-        box = {k: bbox[k] for k in ("x", "y", "w", "h")}
-        cells.setdefault(parent_id, []).append({**box, "on_border": on_border})
-    return [
-        ReviewedField(f.pk, f.case_id, f.file.name, f.width, f.height, cells.get(f.pk, []))
-        for f in fields
-    ]

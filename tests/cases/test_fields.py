@@ -7,8 +7,8 @@ import pytest
 from django.urls import reverse
 
 from cases.fields import services as field_reviews
-from cases.fields.selectors import counts_of, field_cells, field_payload
-from cases.intake.selectors import case_images, reviewed_field_boxes
+from cases.fields.selectors import counts_of, field_cells, field_payload, reviewed_field_boxes
+from cases.intake.selectors import case_images
 from cases.models import AuditEvent, Case, CellCorrection, Image
 from cases.review import services as reviews
 from cases.review.selectors import case_images_with_reviews, review_counts_from
