@@ -169,7 +169,6 @@ def _fmt(metrics: dict, key: str) -> str:
 def to_markdown(card: dict) -> str:
     """A readable rendering of the card."""
     d, t, v = card["data"], card["training"], card["validation"]
-    cm = v["confusion_matrix"]
     lines = [
         f"# Model card: {card['name']}",
         "",
@@ -207,6 +206,20 @@ def to_markdown(card: dict) -> str:
         f"{v['calibration']['nll_after']:.4f}, ECE {v['calibration']['ece_before']:.4f} -> "
         f"{v['calibration']['ece_after']:.4f} (before -> after temperature scaling).",
         "",
+        *_validation_lines(v),
+        *_evaluation_lines(card.get("evaluations") or []),
+        *([f"## Notes\n{card['notes']}", ""] if card.get("notes") else []),
+        "## Limitations",
+        *[f"- {item}" for item in card["limitations"]],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _validation_lines(v: dict) -> list[str]:
+    """The validation table, the confusion matrix and the figures per source."""
+    cm = v["confusion_matrix"]
+    return [
         f"## Validation ({v['n']} images, {v['n_groups']} patients; 95% CI: bootstrap over "
         f"patients, {v['bootstrap']['reps']} reps)",
         "| metric | value |",
@@ -219,13 +232,39 @@ def to_markdown(card: dict) -> str:
         f"Confusion matrix at the threshold: TP {cm['tp']}, FN {cm['fn']}, FP {cm['fp']}, "
         f"TN {cm['tn']}.",
         "",
-        *_evaluation_lines(card.get("evaluations") or []),
-        *([f"## Notes\n{card['notes']}", ""] if card.get("notes") else []),
-        "## Limitations",
-        *[f"- {item}" for item in card["limitations"]],
-        "",
+        *_source_lines(v.get("per_source") or {}, v.get("validated_sources") or {}),
     ]
-    return "\n".join(lines)
+
+
+def _source_lines(per_source: dict, judged: dict) -> list[str]:
+    """Per source: its figures at the threshold, and whether it is validated (in the guard's
+    reference) or refused by the domain guard, with the criteria it misses."""
+    if not per_source:
+        return []
+    lines = [
+        "## Per source (validation groups, at the threshold)",
+        "| source | cells | groups | AUC | sensitivity | specificity | parasitemia error "
+        "(points/group) | domain guard |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for source, row in per_source.items():
+        verdict = judged.get(source, {})
+        status = (
+            "validated"
+            if verdict.get("validated", True)
+            else "refused: " + "; ".join(verdict.get("reasons", []))
+        )
+        error = (row.get("parasitemia") or {}).get("mae_pct_points")
+        lines.append(
+            f"| {source} | {row['n']} | {row['n_groups']} | {_num(row.get('auc'))} | "
+            f"{_num(row.get('sensitivity'))} | {_num(row.get('specificity'))} | "
+            f"{'—' if error is None else error} | {status} |"
+        )
+    return [*lines, ""]
+
+
+def _num(value) -> str:
+    return "—" if value is None or value != value else f"{value:.4f}"
 
 
 def _candidate_lines(candidates: dict | None) -> list[str]:

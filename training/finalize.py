@@ -42,7 +42,7 @@ def calibrate_on_validation(config: TrainConfig, run: RunData, model) -> dict:
         y, probabilities, run.groups[run.val_idx], threshold, config.bootstrap_reps, config.seed
     )
     if run.origins is not None and len(set(run.origins[run.val_idx].tolist())) > 1:
-        from training.sources import per_source
+        from training.sources import per_source, validated_sources
 
         metrics["per_source"] = per_source(
             run.origins[run.val_idx],
@@ -52,6 +52,7 @@ def calibrate_on_validation(config: TrainConfig, run: RunData, model) -> dict:
             probabilities,
             threshold,
         )
+        metrics["validated_sources"] = validated_sources(metrics["per_source"], config.acceptance)
     raw = calibrate(logits, 1.0)
     metrics["calibration"] = {
         "nll_before": calibration.nll(logits, y, 1.0),
@@ -80,8 +81,29 @@ def save_inference_model(config: TrainConfig, model, path: Path) -> Path:
     return path
 
 
-def quality_reference(run: RunData, model, seed: int, log: Log) -> dict:
-    """classifier.quality.build_reference on a sample of training images, if that module exists."""
+def unvalidated_sources(metrics: dict, log: Log) -> dict[str, list[str]]:
+    """{source: reasons} of the sources whose validation figures miss the acceptance criteria.
+
+    Those sources' groups stay out of the domain guard's reference, so the guard keeps refusing
+    their stain. When no source meets the criteria, nothing is left out (the guard then judges
+    against everything the version saw) and the log says so: such a version is not one to
+    activate.
+    """
+    judged = metrics.get("validated_sources") or {}
+    failing = {s: j["reasons"] for s, j in judged.items() if not j["validated"]}
+    for source, reasons in failing.items():
+        log(f"  {source} is not validated ({'; '.join(reasons)}): the domain guard refuses it")
+    if judged and len(failing) == len(judged):
+        log("  no source meets the acceptance criteria: the domain reference keeps every source")
+        return {}
+    return failing
+
+
+def quality_reference(
+    run: RunData, model, seed: int, log: Log, exclude: dict[str, list[str]] | None = None
+) -> dict:
+    """classifier.quality.build_reference on a sample of training images, if that module exists;
+    the domain guard's reference (from every group whose source is not in exclude) inside it."""
     try:
         from classifier.quality import build_reference
     except ImportError:
@@ -96,7 +118,9 @@ def quality_reference(run: RunData, model, seed: int, log: Log) -> dict:
     reference = build_reference(model, to_input(run.images[idx]), run.labels[idx])
     try:
         # The domain guard's reference: every training and validation group (classifier.domain).
-        reference["domain"] = reference_from_run(model, run.images, np.asarray(run.groups), seed)
+        reference["domain"] = reference_from_run(
+            model, run.images, np.asarray(run.groups), seed, origins=run.origins, exclude=exclude
+        )
     except ValueError as exc:  # fewer than 5 groups of 10+ cells: the guard cannot be calibrated
         log(f"no domain reference stored: {exc}")
     return reference
@@ -128,7 +152,7 @@ def finalize(config: TrainConfig, folder: Path, run: RunData, model, state: dict
     m["plots"] = plots.write_all(
         folder / "validation", result["labels"], result["probabilities"], result["threshold"]
     )
-    reference = quality_reference(run, model, config.seed, log)
+    reference = quality_reference(run, model, config.seed, log, unvalidated_sources(m, log))
     split = json.loads((folder / "split.json").read_text())
     model_card = card.build_card(config, split, state, result, model_path, model.count_params())
     card.write_card(model_card, folder)

@@ -17,6 +17,7 @@ import numpy as np
 from training.calibration import DEFAULT_THRESHOLD_RULE
 from training.data import Example
 from training.pipeline import Augmentation
+from training.sources import ACCEPTANCE
 
 Log = Callable[[str], None]
 
@@ -68,6 +69,9 @@ class TrainConfig:
     # after temperature scaling ("val_loss_calibrated") or raw ("val_loss").
     selection_metric: str = "val_loss_calibrated"
     bootstrap_reps: int = 1000
+    # What each source's validation figures must reach to enter the domain guard's reference
+    # (training.sources.ACCEPTANCE): a source that misses them stays refused by the guard.
+    acceptance: dict = field(default_factory=lambda: dict(ACCEPTANCE))
     augmentation: dict = field(default_factory=lambda: Augmentation().as_dict())
 
     def save(self, folder: Path) -> None:

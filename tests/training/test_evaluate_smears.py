@@ -47,7 +47,11 @@ def test_evaluate_on_smears_reports_stages_and_the_out_of_domain_share(
     version, nih_folder, smear_folder, var_dir, capsys
 ):
     call_command(
-        "domain_reference", model_version="tiny-smear", data=[str(nih_folder)], per_group=10
+        "domain_reference",
+        model_version="tiny-smear",
+        data=[str(nih_folder)],
+        per_group=10,
+        include_unvalidated=True,
     )
     assert "stored the domain reference of tiny-smear" in capsys.readouterr().out
     call_command(
@@ -68,7 +72,11 @@ def test_the_groups_a_reference_was_built_on_are_in_its_domain(
     version, nih_folder, var_dir, capsys
 ):
     call_command(
-        "domain_reference", model_version="tiny-smear", data=[str(nih_folder)], per_group=10
+        "domain_reference",
+        model_version="tiny-smear",
+        data=[str(nih_folder)],
+        per_group=10,
+        include_unvalidated=True,
     )
     call_command(
         "evaluate_model", data=str(nih_folder), model_version="tiny-smear", json=True, reps=50
@@ -85,3 +93,45 @@ def test_without_a_domain_reference_the_fraction_is_null(version, nih_folder, va
     result = json_line(capsys)
     assert result["out_of_domain_fraction"] is None
     assert np.isfinite(result["accuracy"])
+
+
+def test_a_folder_the_version_does_not_hold_on_stays_out_of_its_domain(
+    db, tiny_model_path, nih_folder, smear_folder, var_dir, capsys
+):
+    """Threshold 0 calls every cell parasitized: sensitivity 1, specificity 0. With the
+    specificity criterion waived, the NIH folder passes and the smear folder (about 94 points
+    of parasitemia error per field) stays out, named with its reason."""
+    from django.core.management.base import CommandError
+
+    from training.domain_reference import reference_from_folders
+    from training.evaluate import load_verified_model
+
+    everything = register_version(
+        name="calls-everything", model_path=tiny_model_path, threshold=0.0, temperature=1.0
+    )
+    model = load_verified_model(everything)
+    criteria = {"sensitivity": 0.85, "specificity": 0.0, "parasitemia_error": 0.5}
+    reference = reference_from_folders(
+        model,
+        [nih_folder, smear_folder],
+        per_group=10,
+        version=everything,
+        acceptance=criteria,
+    )
+    assert set(reference["group_sources"]) == {"nih"}
+    [(folder, reasons)] = reference["not_validated"].items()
+    assert folder == str(smear_folder) and "parasitemia error" in reasons[0]
+
+    # With the default criteria (specificity 0.95) no folder is left: the command refuses and
+    # the version keeps the reference it had.
+    with pytest.raises(CommandError, match="does not hold on any"):
+        call_command("domain_reference", model_version="calls-everything", data=[str(nih_folder)])
+    everything.refresh_from_db()
+    assert "domain" not in (everything.quality_reference or {})
+    call_command(
+        "domain_reference",
+        model_version="calls-everything",
+        data=[str(nih_folder)],
+        include_unvalidated=True,
+    )
+    assert "stored the domain reference of calls-everything" in capsys.readouterr().out

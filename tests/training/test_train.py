@@ -215,3 +215,48 @@ def test_train_model_with_smears_reports_each_source_and_stage(
     assert smear["per_stage"]["ring"]["n"] == 4
     assert smear["parasitemia"]["fields"] == 2
     assert "smear: n=" in capsys.readouterr().out
+
+
+@pytest.mark.django_db
+def test_a_source_the_version_does_not_hold_on_stays_out_of_the_domain_reference(
+    nih_folder, smear_folder, var_dir, capsys
+):
+    """The smear fields were trained on, but their figures miss the criteria: the guard's
+    reference leaves them out (and says why), so their stain stays refused."""
+    common = dict(smear_val_fraction=0.34, smear_positive_repeat=3)
+    train_small(
+        nih_folder,
+        smears=str(smear_folder),
+        name="strict",
+        accept_sensitivity=0.0,
+        accept_specificity=0.0,
+        accept_parasitemia_error=-1.0,  # no field can meet it
+        **common,
+    )
+    strict = ModelVersion.objects.get(name="strict")
+    reference = strict.quality_reference["domain"]
+    assert reference["group_names"] and not any(
+        g.startswith("field:") for g in reference["group_names"]
+    )
+    assert set(reference["group_sources"]) == {"nih"}
+    assert "parasitemia error" in reference["not_validated"]["smear"][0]
+    judged = strict.metrics["validation"]["validated_sources"]
+    assert judged["nih"] == {"validated": True, "reasons": []}
+    assert judged["smear"]["validated"] is False
+    assert "smear is not validated" in capsys.readouterr().out
+    card = (var_dir / "training" / "strict" / "card.md").read_text()
+    assert "| smear |" in card and "refused: parasitemia error" in card
+    assert "| nih |" in card and "| validated |" in card
+
+    train_small(
+        nih_folder,
+        smears=str(smear_folder),
+        name="lenient",
+        accept_sensitivity=0.0,
+        accept_specificity=0.0,
+        accept_parasitemia_error=100.0,
+        **common,
+    )
+    reference = ModelVersion.objects.get(name="lenient").quality_reference["domain"]
+    assert {"nih", "smear"} == set(reference["group_sources"])
+    assert reference["not_validated"] == {}

@@ -28,6 +28,13 @@ class Command(ModelVersionCommand):
         )
         parser.add_argument("--per-group", type=int, default=60, help="cells per group (60)")
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument(
+            "--include-unvalidated",
+            action="store_true",
+            help="keep a folder on which the version misses the acceptance criteria (sensitivity "
+            "0.85, specificity 0.95, parasitemia error 0.5 points per field); by default such a "
+            "folder stays out, so that the guard refuses its stain",
+        )
 
     def handle(self, *args, **options):
         from training.domain_reference import domain_reference_compute
@@ -41,6 +48,7 @@ class Command(ModelVersionCommand):
                 split=options["split"],
                 per_group=options["per_group"],
                 seed=options["seed"],
+                acceptance={} if options["include_unvalidated"] else None,
             )
         except (EvaluationError, ModelFileError, FileNotFoundError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
@@ -52,3 +60,5 @@ class Command(ModelVersionCommand):
                 for source, row in reference["calibration"].items()
             )
         )
+        for folder, reasons in reference.get("not_validated", {}).items():
+            self.stdout.write(f"left out {folder}: the version misses {', '.join(reasons)}")

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from training.calibration import THRESHOLD_RULES
 from training.pipeline import Augmentation
 from training.run import LR_SCHEDULES, TrainConfig
+from training.sources import ACCEPTANCE
 
 # Options copied as given into TrainConfig fields of the same name.
 CONFIG_OPTIONS = (
@@ -133,6 +134,10 @@ class Command(BaseCommand):
                 overrides["augmentation"] = Augmentation.scaled(options["colour_jitter"]).as_dict()
             except ValueError as exc:
                 raise CommandError(f"--colour-jitter: {exc}") from exc
+        overrides["acceptance"] = {
+            key: options[f"accept_{key}"] if options[f"accept_{key}"] is not None else default
+            for key, default in ACCEPTANCE.items()
+        }
         config = TrainConfig(
             data=str(Path(options["data"]).resolve()),
             name=name,
@@ -234,6 +239,18 @@ def _add_calibration_and_start_arguments(parser) -> None:
         help="where the sensitivity target (0.97) must be met when choosing the operating "
         "threshold (default validation+training: the lower of the two thresholds)",
     )
+    for key, what in (
+        ("sensitivity", "validation sensitivity"),
+        ("specificity", "validation specificity"),
+        ("parasitemia-error", "largest mean per-field parasitemia error, in points,"),
+    ):
+        parser.add_argument(
+            f"--accept-{key}",
+            type=float,
+            help=f"{what} a source (NIH patients, smear fields, reviewed cases) needs to enter "
+            f"the domain guard's reference ({ACCEPTANCE[key.replace('-', '_')]}); a source "
+            "that misses it stays refused by the guard",
+        )
     parser.add_argument(
         "--init-from",
         help="warm start: a registered version's name or a .keras file of this architecture "
