@@ -37,7 +37,7 @@ from classifier.preprocess import resize_rgb
 from classifier.registry import active_version, local_model_file
 from training import calibration, plots
 from training.data import Example, decode_all, list_folder, split_by_group
-from training.metrics import summarize
+from training.metrics import sensitivity_at_specificity, summarize
 from training.pipeline import logits_and_features
 from training.smears import (
     PARASITE_STAGES,
@@ -47,7 +47,13 @@ from training.smears import (
     load_fields,
     split_fields,
 )
-from training.sources import stage_sensitivity
+from training.sources import (
+    ACCEPTANCE,
+    FIELD_SOURCES,
+    acceptance_failures,
+    field_parasitemia_error,
+    stage_sensitivity,
+)
 
 SPLITS = ("all", "training", "validation")
 # The splits the shipped models were trained with: NIH by patient (train_model's defaults),
@@ -253,6 +259,12 @@ def evaluate_version(
         result["stage_sensitivity"] = stage_sensitivity(
             cells.stages, probabilities, version.threshold
         )
+    if cells.layout in FIELD_SOURCES:
+        result["parasitemia"] = field_parasitemia_error(
+            groups, labels, probabilities, version.threshold
+        )
+    result["sensitivity_at_specificity"] = sensitivity_at_specificity(labels, probabilities)
+    result["acceptance"] = {"criteria": ACCEPTANCE, "failures": acceptance_failures(result)}
     reference = (version.quality_reference or {}).get("domain")
     result.update(domain_flags(groups, features, domain.cell_colours(cells.images), reference))
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
@@ -281,7 +293,15 @@ def record_evaluation(version: ModelVersion, result: dict) -> None:
     summary.update(
         {
             k: result[k]
-            for k in ("layout", "split", "stage_sensitivity", "out_of_domain_fraction")
+            for k in (
+                "layout",
+                "split",
+                "stage_sensitivity",
+                "parasitemia",
+                "sensitivity_at_specificity",
+                "acceptance",
+                "out_of_domain_fraction",
+            )
             if k in result
         }
     )
@@ -333,6 +353,7 @@ def format_report(result: dict) -> list[str]:
     for stage, row in (result.get("stage_sensitivity") or {}).items():
         shown = "n/a" if row["sensitivity"] is None else f"{row['sensitivity']:.4f}"
         lines.append(f"  {stage:<12} sensitivity {shown} ({row['n']} cells)")
+    lines.extend(_field_lines(result))
     ood = result.get("out_of_domain_fraction")
     if ood is None:
         lines.append("  domain guard not judged (no domain reference stored with the version)")
@@ -344,4 +365,27 @@ def format_report(result: dict) -> list[str]:
     cm = result["confusion_matrix"]
     lines.append(f"  confusion    TP {cm['tp']}  FN {cm['fn']}  FP {cm['fp']}  TN {cm['tn']}")
     lines.append(f"  plots and metrics.json in {result['folder']}")
+    return lines
+
+
+def _field_lines(result: dict) -> list[str]:
+    """Parasitemia error, sensitivity at fixed specificities and the acceptance verdict."""
+    lines = []
+    parasitemia = result.get("parasitemia")
+    if parasitemia and parasitemia["mae_pct_points"] is not None:
+        lines.append(
+            f"  parasitemia  error {parasitemia['mae_pct_points']:.2f} points per "
+            f"{result.get('group_unit', 'group')} on average (largest "
+            f"{parasitemia['max_pct_points']:.2f})"
+        )
+    for specificity, row in (result.get("sensitivity_at_specificity") or {}).items():
+        if row:
+            lines.append(
+                f"  at specificity {specificity}: sensitivity {row['sensitivity']:.4f} "
+                f"(threshold {row['threshold']:.4f})"
+            )
+    failures = (result.get("acceptance") or {}).get("failures")
+    lines.append(
+        "  acceptance   met" if not failures else f"  acceptance   missed: {'; '.join(failures)}"
+    )
     return lines

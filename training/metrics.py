@@ -64,6 +64,31 @@ def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
     return fpr, tpr
 
 
+def sensitivity_at_specificity(
+    labels: np.ndarray, scores: np.ndarray, specificities=(0.99, 0.995)
+) -> dict[str, dict | None]:
+    """For each specificity: the lowest threshold that keeps it on these negatives, and the
+    sensitivity there — how well the scores rank, apart from the version's own threshold (at
+    ~1% parasitemia, specificity 0.995 is what keeps false positives under half a point)."""
+    y = np.asarray(labels).astype(bool)
+    s = np.asarray(scores, np.float64)
+    negatives = np.sort(s[~y])
+    out: dict[str, dict | None] = {}
+    for specificity in specificities:
+        if not len(negatives) or not y.any():
+            out[str(specificity)] = None
+            continue
+        # Calling p > t parasitized: the k-th lowest negative score as t leaves n - k above it.
+        k = min(int(np.ceil(specificity * len(negatives))), len(negatives))
+        threshold = float(negatives[k - 1])
+        out[str(specificity)] = {
+            "threshold": threshold,
+            "sensitivity": float((s[y] > threshold).mean()),
+            "specificity": float((negatives <= threshold).mean()),
+        }
+    return out
+
+
 def _ratio(numerator: int, denominator: int) -> float:
     return numerator / denominator if denominator else float("nan")
 

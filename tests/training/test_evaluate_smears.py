@@ -66,6 +66,10 @@ def test_evaluate_on_smears_reports_stages_and_the_out_of_domain_share(
     assert result["stage_sensitivity"]["schizont"] == {"n": 0, "sensitivity": None}
     assert 0.0 <= result["out_of_domain_fraction"] <= 1.0
     assert result["domain"]["groups_judged"] == 6
+    assert result["parasitemia"]["fields"] == 6 and result["parasitemia"]["mae_pct_points"] >= 0
+    assert set(result["sensitivity_at_specificity"]) == {"0.99", "0.995"}
+    assert result["acceptance"]["criteria"]["parasitemia_error"] == 0.5
+    assert isinstance(result["acceptance"]["failures"], list)
 
 
 def test_the_groups_a_reference_was_built_on_are_in_its_domain(

@@ -86,3 +86,19 @@ def test_reliability_bins_count_every_image():
     bins = calibration.reliability_bins(probs, np.array([0, 0, 1, 1, 1]))
     assert sum(b["count"] for b in bins) == 5
     assert bins[-1]["count"] == 3 and bins[-1]["observed_frequency"] == 1.0
+
+
+def test_sensitivity_at_a_fixed_specificity():
+    from training.metrics import sensitivity_at_specificity
+
+    # 200 negatives scored 0..199/1000, 10 positives: 5 above every negative, 5 among them.
+    negatives = np.arange(200) / 1000.0
+    positives = np.array([0.5, 0.6, 0.7, 0.8, 0.9, 0.0, 0.01, 0.05, 0.1, 0.15])
+    labels = np.r_[np.zeros(200), np.ones(10)]
+    out = sensitivity_at_specificity(labels, np.r_[negatives, positives], (0.99, 0.995))
+    # 0.99: 2 negatives may lie above the threshold -> t = 0.197; 0.995: 1 -> t = 0.198.
+    assert out["0.99"]["threshold"] == pytest.approx(0.197)
+    assert out["0.99"]["specificity"] == pytest.approx(0.99)
+    assert out["0.99"]["sensitivity"] == pytest.approx(0.5)
+    assert out["0.995"]["specificity"] == pytest.approx(0.995)
+    assert sensitivity_at_specificity(np.zeros(5), np.arange(5.0))["0.99"] is None
