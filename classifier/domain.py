@@ -40,8 +40,12 @@ from classifier.preprocess import resize_rgb
 VERSION = 1
 MIN_CELLS = 10
 FLAG_RATE = 0.05
-PCA_DIMS = 4
-SHRINKAGE = 0.2  # of the covariance's diagonal added before whitening (few groups, 11 dimensions)
+# Two feature axes and a light shrinkage: chosen on the 19 NIH validation patients stain-shifted
+# (STAIN_SHIFT), and confirmed on the 80 training patients under that shift and two milder ones,
+# where this pair flags more of each shift than 3, 4 or 6 axes at the same 5% leave-one-out flag
+# rate on the unshifted patients (README, "The domain guard").
+PCA_DIMS = 2
+SHRINKAGE = 0.1  # of the covariance's diagonal added before whitening (few groups, 9 dimensions)
 PADDING_LEVEL = 20  # max channel at or below this is the black padding around a cell
 COLOUR_KEYS = ("L", "a", "b", "L_spread", "a_spread", "b_spread")
 
