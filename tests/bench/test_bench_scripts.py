@@ -133,3 +133,22 @@ def test_site_adaptation_simulation_reports_before_and_after(tiny_model_path, tm
     for side in ("before", "after"):
         assert figures[side]["n"] > 0 and 0 <= figures[side]["specificity"] <= 1
     assert figures["site_reviewed_after"]["n"] == figures["site_reviewed"]
+
+
+def test_domain_guard_benchmark_prints_each_rows_flag_rate(tmp_path):
+    from classifier.synthetic import write_nih_folder, write_smear_folder
+
+    nih = write_nih_folder(tmp_path / "nih", 60, n_patients=10, size=64, seed=4)  # 12 per patient
+    smears = write_smear_folder(tmp_path / "smears", 4, seed=5)
+    result = run(
+        ["bench/domain_guard.py", "--nih", str(nih), "--smears", str(smears), "--per-group", "12"]
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = last_json_line(result.stdout)
+    assert summary["version"] == "nih-cnn-v5"
+    rows = summary["rows"]
+    assert "NIH validation patients, strong stain shift" in rows
+    assert "IML-Malaria fields (validation)" in rows
+    for row in rows.values():
+        assert 0 <= row["flagged"] <= row["groups"] and row["limit"] > 0
+    assert rows["NIH training patients"]["groups"] == 8  # 10 patients, 2 held out
