@@ -53,6 +53,12 @@ IN_DOMAIN = "in_domain"
 OUT_OF_DOMAIN = "out_of_domain"
 UNDETERMINED = "undetermined"  # too few cells, or no reference stored with the model
 OUT_OF_DOMAIN_MESSAGE = "outside the model's validated domain — manual count required"
+# A version whose figures met the acceptance criteria on none of its sources (training.sources):
+# its reference refuses every group.
+NOTHING_VALIDATED_MESSAGE = (
+    "outside the model's validated domain — manual count required (the model met its "
+    "acceptance criteria on none of the data it was validated on)"
+)
 
 
 def cell_colour(rgb_uint8: np.ndarray) -> np.ndarray:
@@ -171,6 +177,8 @@ def check_vectors(vectors: np.ndarray, reference: Mapping | None) -> DomainResul
     if n < int(reference.get("min_cells", MIN_CELLS)):
         return DomainResult(UNDETERMINED, None, limit, n, f"too few cells ({n}) to judge")
     score = score_descriptor(group_descriptor(vectors), reference)
+    if reference.get("validated") is False:
+        return DomainResult(OUT_OF_DOMAIN, score, limit, n, NOTHING_VALIDATED_MESSAGE)
     if score > limit:
         return DomainResult(OUT_OF_DOMAIN, score, limit, n, OUT_OF_DOMAIN_MESSAGE)
     return DomainResult(IN_DOMAIN, score, limit, n)

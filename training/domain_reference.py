@@ -119,15 +119,22 @@ def reference_from_run(
         )
     source_of = dict(zip(groups.tolist(), np.asarray(origins).tolist(), strict=True))
     exclude = exclude or {}
+    nothing_validated = bool(exclude) and set(exclude) >= set(source_of.values())
+    if nothing_validated:  # built from every group, and refusing each (classifier.domain)
+        exclude_groups: dict = {}
+    else:
+        exclude_groups = exclude
     rng = np.random.default_rng(seed)
     keep = []
-    for group in sorted(g for g in set(groups.tolist()) if source_of[g] not in exclude):
+    for group in sorted(g for g in set(groups.tolist()) if source_of[g] not in exclude_groups):
         members = np.flatnonzero(groups == group)
         keep.append(rng.choice(members, min(per_group, len(members)), replace=False))
     keep = np.sort(np.concatenate(keep))
     measured = group_measurements(model, images[keep], groups[keep])
     reference = domain.build_reference(measured, {g: source_of[g] for g in measured})
     reference["not_validated"] = {source: list(why) for source, why in sorted(exclude.items())}
+    if nothing_validated:
+        reference["validated"] = False
     return reference
 
 

@@ -85,17 +85,15 @@ def unvalidated_sources(metrics: dict, log: Log) -> dict[str, list[str]]:
     """{source: reasons} of the sources whose validation figures miss the acceptance criteria.
 
     Those sources' groups stay out of the domain guard's reference, so the guard keeps refusing
-    their stain. When no source meets the criteria, nothing is left out (the guard then judges
-    against everything the version saw) and the log says so: such a version is not one to
-    activate.
+    their stain. When no source meets the criteria, every source is returned: the reference is
+    then built from all groups but refuses every group (classifier.domain: validated on nothing).
     """
     judged = metrics.get("validated_sources") or {}
     failing = {s: j["reasons"] for s, j in judged.items() if not j["validated"]}
     for source, reasons in failing.items():
         log(f"  {source} is not validated ({'; '.join(reasons)}): the domain guard refuses it")
     if judged and len(failing) == len(judged):
-        log("  no source meets the acceptance criteria: the domain reference keeps every source")
-        return {}
+        log("  no source meets the acceptance criteria: the domain guard refuses every group")
     return failing
 
 

@@ -3,6 +3,7 @@
 import json
 
 import keras
+import numpy as np
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -260,3 +261,27 @@ def test_a_source_the_version_does_not_hold_on_stays_out_of_the_domain_reference
     reference = ModelVersion.objects.get(name="lenient").quality_reference["domain"]
     assert {"nih", "smear"} == set(reference["group_sources"])
     assert reference["not_validated"] == {}
+
+
+@pytest.mark.django_db
+def test_a_version_that_holds_on_no_source_refuses_every_group(
+    nih_folder, smear_folder, var_dir, capsys
+):
+    from classifier import domain
+
+    train_small(
+        nih_folder,
+        smears=str(smear_folder),
+        name="nowhere",
+        smear_val_fraction=0.34,
+        accept_sensitivity=2.0,  # no source can meet it
+    )
+    reference = ModelVersion.objects.get(name="nowhere").quality_reference["domain"]
+    assert reference["validated"] is False
+    assert set(reference["not_validated"]) == {"nih", "smear"}
+    assert "refuses every group" in capsys.readouterr().out
+    # Even a group the reference was built on is refused, with the reason.
+    vectors = np.zeros((12, len(reference["descriptor_keys"])))
+    vectors[:] = reference["group_descriptors"][0]
+    result = domain.check_vectors(vectors, reference)
+    assert result.flagged and "none of the data" in result.reason
