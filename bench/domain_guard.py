@@ -41,15 +41,13 @@ SHIFTS = {
 
 
 def load_shipped(folder: Path):
-    import keras
-
-    from classifier.hashing import sha256_of
+    """The network of an exported folder (hash-checked by classifier.engine.Engine.load) and its
+    manifest."""
+    from classifier.engine import Engine
 
     manifest = json.loads((folder / "manifest.json").read_text())
-    path = folder / manifest["file"]
-    if sha256_of(path) != manifest["sha256"]:
-        raise SystemExit(f"{path} does not match the SHA-256 in its manifest")
-    return keras.models.load_model(path, compile=False), manifest
+    engine = Engine.load(folder / manifest["file"], expected_sha256=manifest["sha256"])
+    return engine.model, manifest
 
 
 def judge(model, manifest: dict, images: np.ndarray, labels: np.ndarray, groups: np.ndarray):

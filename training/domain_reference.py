@@ -120,10 +120,8 @@ def reference_from_run(
     source_of = dict(zip(groups.tolist(), np.asarray(origins).tolist(), strict=True))
     exclude = exclude or {}
     nothing_validated = bool(exclude) and set(exclude) >= set(source_of.values())
-    if nothing_validated:  # built from every group, and refusing each (classifier.domain)
-        exclude_groups: dict = {}
-    else:
-        exclude_groups = exclude
+    # Validated on nothing: built from every group, and refusing each (classifier.domain).
+    exclude_groups = {} if nothing_validated else exclude
     rng = np.random.default_rng(seed)
     keep = []
     for group in sorted(g for g in set(groups.tolist()) if source_of[g] not in exclude_groups):
